@@ -1,0 +1,40 @@
+"""mieruka (見える化): see which part of an image a PyTorch vision model based its decision on."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .cam import CAM, CAMResult, GradCAM
+from .images import CropBox, Preprocess, load_image
+from .layers import auto_layer, resolve_layer, trace_layers
+from .maps import normalize, to_photo, upsample
+from .models import LoadedModel, load_labels, load_model
+from .render import classic, colorize, heatmap, overlay, panel, save_png
+
+try:
+    __version__ = version("mieruka")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CAM",
+    "CAMResult",
+    "CropBox",
+    "GradCAM",
+    "LoadedModel",
+    "Preprocess",
+    "__version__",
+    "auto_layer",
+    "classic",
+    "colorize",
+    "heatmap",
+    "load_image",
+    "load_labels",
+    "load_model",
+    "normalize",
+    "overlay",
+    "panel",
+    "resolve_layer",
+    "save_png",
+    "to_photo",
+    "trace_layers",
+    "upsample",
+]

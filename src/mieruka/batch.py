@@ -1,0 +1,245 @@
+"""Explain many photos end to end: decode in workers, batch the model, map back, render and write.
+
+Decoding and preprocessing run in DataLoader workers, maps are mapped back and coloured on the
+model's device, and PNG encoding and writing run in a thread pool while the model works on the next
+batch. One unreadable photo costs only its own result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import render
+from ._io import atomic_open
+from .cam import CAM
+from .images import ImageError, Preprocess, load_image, pil_to_tensor
+from .maps import normalize, to_photo
+from .models import LoadedModel
+from .targets import TargetSpec
+
+
+@dataclass
+class RenderOptions:
+    """How to draw each map and what to write."""
+
+    style: str = "overlay"
+    colormap: str = "jet"
+    alpha: float = 0.5
+    save_maps: bool = False
+
+
+@dataclass
+class ImageResult:
+    """The outcome for one photo: one record per explained target, or an error."""
+
+    path: Path
+    records: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Photos(Dataset):
+    def __init__(self, paths: Sequence[Path], preprocess: Preprocess) -> None:
+        self.paths = list(paths)
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple:
+        try:
+            image = load_image(self.paths[index])
+            return index, self.preprocess(image), pil_to_tensor(image), None
+        except ImageError as error:
+            return index, None, None, str(error)
+        except Exception as error:  # a worker must report, not die, whatever a decoder throws
+            return index, None, None, f"{self.paths[index]}: cannot be read ({type(error).__name__}: {error})"
+
+
+def _keep_list(items: list) -> list:
+    return items
+
+
+def explain_files(
+    paths: Sequence[Path],
+    loaded: LoadedModel,
+    cam: CAM,
+    out_dir: Path,
+    *,
+    targets: TargetSpec = None,
+    top_k: int | None = None,
+    options: RenderOptions | None = None,
+    batch_size: int = 16,
+    workers: int | None = None,
+    device: torch.device | str = "cpu",
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[ImageResult]:
+    """Explain `paths` and write one picture per photo and target into `out_dir`; yields in input order."""
+    options = options or RenderOptions()
+    device = torch.device(device)
+    if workers is None:
+        workers = 0 if len(paths) <= 4 else min(4, os.cpu_count() or 1)
+    loader = DataLoader(
+        _Photos(paths, loaded.preprocess),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_keep_list,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=2 if workers else None,
+        persistent_workers=False,
+    )
+    namer = _Namer(out_dir)
+    with ThreadPoolExecutor(max_workers=2) as writers:
+        pending: list[tuple[ImageResult, list[Future]]] = []
+        for batch in loader:
+            good = [item for item in batch if item[3] is None]
+            results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
+            if good:
+                inputs = torch.stack([item[1] for item in good]).to(device, non_blocking=True)
+                result = cam(inputs, targets, top_k=top_k if top_k and top_k > 1 else None)
+                for row, (index, _, photo, _) in enumerate(good):
+                    jobs = _render_one(
+                        loaded,
+                        result,
+                        row,
+                        photo,
+                        paths[index],
+                        namer,
+                        options,
+                        writers,
+                        device,
+                        results[index],
+                    )
+                    pending.append((results[index], jobs))
+            for item in batch:
+                if item[3] is not None:
+                    pending.append((results[item[0]], []))
+            # Hand back what is written while the next batch runs on the model.
+            while pending and all(job.done() for job in pending[0][1]):
+                yield _finish(*pending.pop(0))
+            if on_progress:
+                on_progress(len(batch))
+        for done in pending:
+            yield _finish(*done)
+
+
+def _finish(result: ImageResult, jobs: list[Future]) -> ImageResult:
+    for job in jobs:
+        try:
+            job.result()
+        except OSError as error:
+            result.error = f"{result.path}: cannot write output ({error})"
+    if result.error:
+        result.records = []
+    return result
+
+
+def _render_one(
+    loaded: LoadedModel,
+    result,
+    row: int,
+    photo: torch.Tensor,
+    path: Path,
+    namer: _Namer,
+    options: RenderOptions,
+    writers: ThreadPoolExecutor,
+    device: torch.device,
+    outcome: ImageResult,
+) -> list[Future]:
+    """Map one photo's maps back onto it, render each target, queue the writes, fill the records."""
+    raw = result.raw[row]
+    raw = raw.unsqueeze(0) if raw.dim() == 2 else raw  # (K, h, w)
+    empty = result.empty[row].reshape(-1)
+    photo = photo.to(device)
+    box = loaded.preprocess.crop_box((photo.shape[-1], photo.shape[-2]))
+    on_photo, inside = to_photo(raw, box, (photo.shape[-1], photo.shape[-2]))
+    on_photo, _ = normalize(on_photo)
+    probs = result.probs[row]
+    top = probs.topk(min(5, probs.numel()))
+    top5 = [
+        {"label": _label(loaded, i), "index": i, "probability": round(p, 6)}
+        for p, i in zip(top.values.tolist(), top.indices.tolist())
+    ]
+    indices = result.targets[row].reshape(-1).tolist() if result.targets is not None else [None]
+    jobs: list[Future] = []
+    for k, index in enumerate(indices):
+        label = _label(loaded, index) if index is not None else "target"
+        probability = float(probs[index]) if index is not None else None
+        output = namer.name(path.stem, label, ".png")
+        picture = _draw(photo, on_photo[k], inside, label, probability, options)
+        jobs.append(writers.submit(render.save_png, picture, output))
+        record = {
+            "file": str(path),
+            "label": label,
+            "index": index,
+            "probability": None if probability is None else round(probability, 6),
+            "rank": k + 1,
+            "layer": result.layer,
+            "method": result.method,
+            "empty": bool(empty[k]),
+            "output": str(output),
+            "top5": top5,
+        }
+        if options.save_maps:
+            maps_path = output.with_suffix(".npy")
+            jobs.append(writers.submit(_save_npy, raw[k].float().cpu().numpy(), maps_path))
+            record["map"] = str(maps_path)
+        outcome.records.append(record)
+    return jobs
+
+
+def _draw(photo, maps, inside, label, probability, options: RenderOptions):
+    if options.style == "overlay":
+        return render.overlay(photo, maps, inside, colormap=options.colormap, alpha=options.alpha).cpu()
+    if options.style == "classic":
+        return render.classic(photo, maps, inside).cpu()
+    if options.style == "heatmap":
+        return render.heatmap(maps, inside, colormap=options.colormap).cpu()
+    if options.style == "panel":
+        title = label if probability is None else f"{label}  (p = {probability:.3f})"
+        return render.panel(photo, maps, inside, title, colormap=options.colormap, alpha=options.alpha)
+    raise ValueError(f"unknown style {options.style!r}; choose from {', '.join(render.STYLES)}")
+
+
+def _label(loaded: LoadedModel, index: int) -> str:
+    if loaded.labels is not None and 0 <= index < len(loaded.labels):
+        return loaded.labels[index]
+    return f"class {index}"
+
+
+class _Namer:
+    """`<out>/<stem>_<label>.png`, made unique within one run."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.used: set[str] = set()
+
+    def name(self, stem: str, label: str, suffix: str) -> Path:
+        base = f"{stem}_{re.sub(r'[^0-9A-Za-z.-]+', '_', label).strip('_') or 'class'}"
+        candidate, number = base, 1
+        while candidate in self.used:
+            number += 1
+            candidate = f"{base}-{number}"
+        self.used.add(candidate)
+        return self.out_dir / f"{candidate}{suffix}"
+
+
+def _save_npy(array: np.ndarray, path: Path) -> None:
+    with atomic_open(path) as stream:
+        np.save(stream, array)
+
+
+def write_jsonl(records: Sequence[dict], path: Path) -> None:
+    """Write records one JSON object a line, atomically."""
+    with atomic_open(path, "w", encoding="utf-8") as stream:
+        for record in records:
+            stream.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,122 @@
+"""One forward pass that captures a layer's activations A and the gradients dS/dA of the target scores.
+
+The part of the network before the target layer runs without an autograd graph: the forward starts
+under ``torch.no_grad()`` and a hook on the layer switches gradients on, handing the rest of the model a
+copy of A that requires grad. Gradients are then taken with ``torch.autograd.grad`` with respect to A
+only, so no parameter gradient is computed and nothing below the layer is back-propagated: a
+Grad-CAM costs about one inference pass. The copy also keeps A intact when later code changes the
+layer's output in place (VGG's ``ReLU(inplace=True)``, ResNet's ``out += identity``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .layers import LayerError, evaluating
+from .targets import Targets
+
+
+@dataclass
+class Capture:
+    """What one pass gives the CAM methods: per layer, activations (N, C, ...) and gradients (K, N, C, ...)."""
+
+    activations: list[torch.Tensor]
+    gradients: list[torch.Tensor] | None
+    logits: torch.Tensor
+    targets: Targets
+
+
+def capture(
+    model: nn.Module,
+    layers: Sequence[nn.Module],
+    inputs: torch.Tensor,
+    choose_targets,
+    *,
+    gradients: bool = True,
+    layer_names: Sequence[str] | None = None,
+) -> Capture:
+    """Run `model` once on `inputs` in eval mode and capture `layers`.
+
+    `choose_targets(logits) -> Targets` decides what to explain once the logits are known (so "the
+    predicted class" needs no second pass). With `gradients=False` only activations are kept.
+    The caller's grad mode, inference mode, module modes and parameters are left as they were.
+    """
+    names = list(layer_names) if layer_names is not None else [type(m).__name__ for m in layers]
+    taken: list[torch.Tensor | None] = [None] * len(layers)
+    calls = [0] * len(layers)
+
+    def make_hook(position: int):
+        def hook(module: nn.Module, args: tuple, output: object) -> torch.Tensor | None:
+            calls[position] += 1
+            if calls[position] > 1:
+                return None
+            if not isinstance(output, torch.Tensor):
+                raise LayerError(
+                    f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another"
+                )
+            if output.requires_grad and torch.is_grad_enabled():
+                activation = output  # already on the graph of an earlier captured layer
+            else:
+                activation = output.detach().requires_grad_(gradients)
+            taken[position] = activation
+            torch.set_grad_enabled(gradients)  # from here on, the forward builds a graph
+            return activation.clone()
+
+        return hook
+
+    if inputs.is_inference():
+        with torch.inference_mode(False):
+            inputs = inputs.clone()
+    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
+    try:
+        with evaluating(model), torch.inference_mode(False):
+            with torch.no_grad():
+                logits = model(inputs)
+            _check_calls(names, calls)
+            if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+                raise ValueError(f"expected the model to return logits (N, classes), got {shape}")
+            targets = choose_targets(logits.detach())
+            activations = [a.detach() for a in taken if a is not None]
+            if not gradients:
+                return Capture(activations, None, logits.detach(), targets)
+            grads = _gradients(targets.scores(logits), [a for a in taken if a is not None], names)
+            return Capture(activations, grads, logits.detach(), targets)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _check_calls(names: list[str], calls: list[int]) -> None:
+    for name, count in zip(names, calls):
+        if count == 0:
+            raise LayerError(f"layer {name!r} did not run in the forward pass; pick one that does")
+        if count > 1:
+            raise LayerError(
+                f"layer {name!r} runs {count} times in one forward pass, so its output is ambiguous; "
+                "pick a layer that runs once (`mieruka layers` shows the call counts)"
+            )
+
+
+def _gradients(scores: torch.Tensor, activations: list[torch.Tensor], names: list[str]) -> list[torch.Tensor]:
+    """dS_k/dA for each target k, stacked as (K, N, C, ...) per layer; one cheap backward per target."""
+    if not scores.requires_grad:
+        raise LayerError(
+            f"the model's output does not depend on layer(s) {', '.join(map(repr, names))} "
+            "through differentiable operations"
+        )
+    per_target: list[list[torch.Tensor]] = [[] for _ in activations]
+    count = scores.shape[1]
+    for k in range(count):
+        grads = torch.autograd.grad(
+            scores[:, k].sum(), activations, retain_graph=k < count - 1, allow_unused=True
+        )
+        for position, grad in enumerate(grads):
+            if grad is None:
+                raise LayerError(f"the model's output does not depend on layer {names[position]!r}")
+            per_target[position].append(grad)
+    return [torch.stack(grads) for grads in per_target]

@@ -1,0 +1,363 @@
+"""The `mieruka` command: parse arguments, call the library, write files. No maths here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+EXPLAIN_EXAMPLES = """examples:
+  mieruka explain photo.jpg                      # default ImageNet model, predicted class
+  mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo
+  mieruka explain cat.jpg --target "tabby" --style panel
+  mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
+  mieruka explain photo.jpg --model vgg16 --weights IMAGENET1K_V1 --layer features.29
+"""
+
+LAYERS_EXAMPLES = """examples:
+  mieruka layers                                 # the default model
+  mieruka layers --model vgg16                   # marks features.29, the automatic choice
+  mieruka layers --model resnet18 --num-classes 5 --weights ft.pth
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mieruka",
+        description="See which part of an image a PyTorch vision model based its decision on (Grad-CAM).",
+        epilog="examples:\n  mieruka explain samples/ --out out\n  mieruka layers --model resnet18\n"
+        "run 'mieruka COMMAND --help' for each command's options",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    explain = commands.add_parser(
+        "explain",
+        help="write Grad-CAM overlays for photos and folders",
+        description="Explain each photo: a Grad-CAM map drawn onto the original photo, one PNG per target, "
+        "plus results.jsonl with the labels and probabilities.",
+        epilog=EXPLAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    explain.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)"
+    )
+    explain.add_argument(
+        "--out", "-o", default="mieruka-out", metavar="DIR", help="output folder (default: %(default)s)"
+    )
+    _model_arguments(explain)
+    explain.add_argument(
+        "--layer", metavar="NAME", help="dotted module name(s), comma-separated to fuse (default: automatic)"
+    )
+    explain.add_argument(
+        "--target", metavar="CLASS", help="class index or name to explain (default: the predicted class)"
+    )
+    explain.add_argument(
+        "--top-k", type=int, default=1, metavar="K", help="explain the K most probable classes (default: 1)"
+    )
+    explain.add_argument(
+        "--style",
+        default="overlay",
+        choices=["overlay", "classic", "panel", "heatmap"],
+        help="picture style (default: %(default)s)",
+    )
+    explain.add_argument(
+        "--colormap", default="jet", metavar="NAME", help="any matplotlib colormap (default: %(default)s)"
+    )
+    explain.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="heat opacity for --style overlay/panel (default: %(default)s)",
+    )
+    explain.add_argument(
+        "--save-maps", action="store_true", help="also write each raw map at layer resolution as .npy"
+    )
+    explain.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        metavar="N",
+        help="images per forward pass (default: %(default)s)",
+    )
+    explain.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="decoding processes (default: automatic)"
+    )
+    explain.add_argument(
+        "--json", action="store_true", help="print the result records as JSON lines instead of a summary"
+    )
+    explain.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bar")
+    _common(explain)
+
+    layers = commands.add_parser(
+        "layers",
+        help="list the model's modules with their output shapes",
+        description="Print the module tree with each module's output shape from one dummy forward pass; "
+        "the layer chosen automatically is marked.",
+        epilog=LAYERS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _model_arguments(layers)
+    layers.add_argument("--all", action="store_true", help="also list modules that did not run")
+    _common(layers)
+    return parser
+
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        "-m",
+        metavar="NAME",
+        help="torchvision architecture or timm:NAME (default: efficientnet_lite0, ImageNet)",
+    )
+    group.add_argument(
+        "--weights",
+        "-w",
+        metavar="PATH|NAME",
+        help="state_dict / checkpoint / TorchScript file, or torchvision weights name (IMAGENET1K_V1) from the local cache",
+    )
+    group.add_argument(
+        "--num-classes",
+        type=int,
+        metavar="N",
+        help="rebuild the classifier head for N classes (fine-tuned models)",
+    )
+    group.add_argument("--labels", metavar="FILE", help="class names: one a line, or JSON")
+    group.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow loading a whole pickled model (runs code from the file)",
+    )
+    group.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="(default: %(default)s)"
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "explain":
+            return run_explain(args, parser)
+        return run_layers(args)
+    except KeyboardInterrupt:
+        print("mieruka: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        if not isinstance(error, ValueError | OSError):
+            print(
+                f"mieruka: internal error: {type(error).__name__}: {error} (rerun with --debug)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"mieruka: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+def _load(args):
+    from .models import load_model
+
+    if args.num_classes is not None and args.num_classes < 1:
+        raise ValueError(f"--num-classes must be at least 1, got {args.num_classes}")
+    device = _device(args.device)
+    loaded = load_model(
+        args.model,
+        args.weights,
+        num_classes=args.num_classes,
+        labels=args.labels,
+        trust_checkpoint=args.trust_checkpoint,
+        device=device,
+    )
+    return loaded, device
+
+
+def _dummy_input(loaded, device):
+    import torch
+
+    width, height = loaded.preprocess.crop_size((512, 512))
+    parameter = next((p for p in loaded.model.parameters() if p.is_floating_point()), None)
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    return torch.zeros(1, 3, height, width, device=device, dtype=dtype)
+
+
+def run_explain(args, parser: argparse.ArgumentParser) -> int:
+    from .batch import RenderOptions, explain_files, write_jsonl
+    from .cam import CAM
+    from .images import find_images
+    from .render import colormap_table
+
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.target is not None and args.top_k > 1:
+        raise ValueError("--target and --top-k exclude each other: explain one class, or the K best")
+    colormap_table(args.colormap)  # fail early on a wrong colormap name
+    paths = find_images(args.paths)
+    if not paths:
+        raise ValueError(
+            f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
+        )
+
+    loaded, device = _load(args)
+    cam = CAM(loaded.model, args.layer, labels=loaded.labels)
+    cam.layers(_dummy_input(loaded, device))  # a wrong --layer fails here, before any file is read
+    target = _parse_target(args.target, loaded.labels)
+    out_dir = Path(args.out)
+    progress = _Progress(len(paths), enabled=not args.quiet and not args.json and len(paths) > 4)
+    records, failures = [], 0
+    started = time.perf_counter()
+    for outcome in explain_files(
+        paths,
+        loaded,
+        cam,
+        out_dir,
+        targets=target,
+        top_k=args.top_k,
+        options=RenderOptions(args.style, args.colormap, args.alpha, args.save_maps),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=device,
+        on_progress=progress.advance,
+    ):
+        if outcome.error:
+            failures += 1
+            progress.clear()
+            print(f"mieruka: error: {outcome.error}", file=sys.stderr)
+            records.append({"file": str(outcome.path), "error": outcome.error})
+            continue
+        records.extend(outcome.records)
+        if args.json:
+            for record in outcome.records:
+                print(json.dumps(record, ensure_ascii=False))
+        elif not args.quiet:
+            progress.clear()
+            _print_summary(outcome.records)
+    progress.clear()
+    write_jsonl(records, out_dir / "results.jsonl")
+    good = len(paths) - failures
+    if not args.quiet and not args.json:
+        seconds = time.perf_counter() - started
+        print(
+            f"{good} of {len(paths)} image(s) explained at layer {cam.layers(_dummy_input(loaded, device))[0][0]}"
+            f" in {seconds:.1f} s -> {out_dir}/ (results.jsonl)"
+            + (f"; {failures} failed" if failures else "")
+        )
+    return EXIT_BAD_INPUT if failures else 0
+
+
+def _parse_target(text: str | None, labels):
+    if text is None:
+        return None
+    from .targets import class_index
+
+    index = class_index(text, labels)
+    if labels is not None and not 0 <= index < len(labels):
+        raise ValueError(f"--target {text}: the model has {len(labels)} classes (0 to {len(labels) - 1})")
+    return index
+
+
+def _print_summary(records: list[dict]) -> None:
+    first = records[0]
+    others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in first["top5"][:5])
+    print(f"{first['file']}: {others}")
+    for record in records:
+        note = " (empty map: no positive evidence)" if record["empty"] else ""
+        print(f"  {record['label']} -> {record['output']}{note}")
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when it is a terminal."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done = total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.started = time.perf_counter()
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.enabled:
+            filled = int(30 * self.done / self.total)
+            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {rate:.1f} img/s"
+            )
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def run_layers(args) -> int:
+    from .layers import pick_auto_layer, trace_layers
+
+    loaded, device = _load(args)
+    infos, outputs = trace_layers(loaded.model, _dummy_input(loaded, device))
+    auto = pick_auto_layer(infos, outputs)
+    by_name = {info.name: info for info in infos}
+    rows = []
+    for name, module in loaded.model.named_modules():
+        if not name:
+            continue
+        info = by_name.get(name)
+        if info is None and not args.all:
+            continue
+        shape = "x".join(map(str, info.shape[1:])) if info and info.shape else "-"
+        calls = "" if info is None or info.calls == 1 else f"ran {info.calls}x"
+        mark = "<- auto" if name == auto else ""
+        rows.append(("  " * name.count(".") + name, type(module).__name__, shape, calls, mark))
+    width = max(len(r[0]) for r in rows) if rows else 10
+    kind_width = max(len(r[1]) for r in rows) if rows else 10
+    print(
+        f"{loaded.name}: {sum(p.numel() for p in loaded.model.parameters()):,} parameters; output shapes (C x h x w) for one {('x'.join(map(str, _dummy_input(loaded, device).shape[2:])))} input"
+    )
+    for row in rows:
+        print(f"{row[0]:<{width}}  {row[1]:<{kind_width}}  {row[2]:<14} {row[3]:<8} {row[4]}".rstrip())
+    if auto:
+        print(f"automatic target layer: {auto}")
+    else:
+        print("no automatic target layer: name one with --layer")
+    return 0
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Load photos robustly and preprocess them, remembering which part of the photo the model saw."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .errors import MierukaError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+MAX_PIXELS = 100_000_000  # ~10,000 x 10,000; larger files are refused as possible decompression bombs
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+class ImageError(MierukaError):
+    """A photo that cannot be read; the message names the file and what to do."""
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open a photo as 8-bit RGB, upright as its EXIF orientation says.
+
+    Grayscale, palette, RGBA (composited on white), CMYK and 16-bit images are converted;
+    animated GIF/WebP/TIFF give their first frame.
+
+    >>> load_image("samples/cat.jpg").mode
+    'RGB'
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, expected an image file")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{path}: {width}x{height} pixels is over the {max_pixels:,}-pixel limit "
+                    "(a possible decompression bomb); downscale it first"
+                )
+            image.seek(0)
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{path}: refused as a possible decompression bomb ({error})") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        # PIL raises UnidentifiedImageError (an OSError) for non-images and OSError/ValueError/SyntaxError
+        # for truncated or corrupt data.
+        raise ImageError(f"{path}: not a readable image ({error}); check the file") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB; transparency is composited onto white."""
+    if image.mode == "RGB":
+        return image.copy()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, "L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image paths; files are kept as given."""
+    found: list[Path] = []
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            found.extend(
+                sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            )
+        else:
+            found.append(entry)
+    return found
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """The rectangle of the original photo, in its pixel coordinates, that the model input covers."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side, centre-crop, scale to [0, 1] and normalize: the torchvision recipe.
+
+    Unlike a bare transform it also tells, through :meth:`crop_box`, where the crop lies in the original
+    photo, so a map can be put back exactly where the model looked.
+    """
+
+    resize: int | None = 256
+    crop: int | tuple[int, int] | None = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in _RESAMPLE:
+            raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {self.interpolation!r}")
+
+    def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) after the resize step, computed as torchvision does."""
+        width, height = size
+        if self.resize is None:
+            return width, height
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = self.resize, int(self.resize * long / short)
+        return (new_short, new_long) if width <= height else (new_long, new_short)
+
+    def crop_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) of the model input for a photo of this size."""
+        if self.crop is None:
+            return self.resized_size(size)
+        if isinstance(self.crop, int):
+            return self.crop, self.crop
+        crop_height, crop_width = self.crop
+        return crop_width, crop_height
+
+    def crop_box(self, size: tuple[int, int]) -> CropBox:
+        """Where the model input lies in the original photo of (width, height) `size`."""
+        width, height = size
+        resized_width, resized_height = self.resized_size(size)
+        crop_width, crop_height = self.crop_size(size)
+        left = round((resized_width - crop_width) / 2.0)
+        top = round((resized_height - crop_height) / 2.0)
+        scale_x, scale_y = width / resized_width, height / resized_height
+        return CropBox(
+            left * scale_x, top * scale_y, (left + crop_width) * scale_x, (top + crop_height) * scale_y
+        )
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """PIL RGB image -> normalized float32 tensor (3, H, W)."""
+        resized_size = self.resized_size(image.size)
+        if resized_size != image.size:
+            image = image.resize(resized_size, _RESAMPLE[self.interpolation])
+        crop_width, crop_height = self.crop_size(image.size)
+        if (crop_width, crop_height) != image.size:
+            left = round((image.width - crop_width) / 2.0)
+            top = round((image.height - crop_height) / 2.0)
+            image = image.crop((left, top, left + crop_width, top + crop_height))  # pads with black
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (pixels.float() / 255.0 - mean) / std
+
+
+def pil_to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB image -> uint8 tensor (3, H, W), sharing no memory with the image."""
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)

