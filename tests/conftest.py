@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny hand-weighted nets, random-weight torchvision models, devices, sample photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+class TinyGapNet(nn.Module):
+    """conv(1 -> 2 channels, identity-like kernels) -> ReLU -> global average pool -> linear.
+
+    Hand-set weights make Grad-CAM closed-form: for class c the channel weights are W[c, k] / (h * w).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=1, bias=False)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 3, bias=True)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([[[[1.0]]], [[[-1.0]]]]))
+            self.fc.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 3.0], [-1.0, -1.0]]))
+            self.fc.bias.copy_(torch.tensor([0.1, 0.2, 0.3]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+
+
+@pytest.fixture
+def tiny_net() -> TinyGapNet:
+    return TinyGapNet().eval()
+
+
+def random_model(name: str, seed: int = 0) -> nn.Module:
+    """A torchvision architecture with seeded random weights, in eval mode."""
+    torch.manual_seed(seed)
+    return torchvision.models.get_model(name, weights=None).eval()
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    from mieruka import load_model
+
+    return load_model()

@@ -1,0 +1,144 @@
+"""Loading photos of every kind, and preprocessing that knows where its crop lies."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T
+from conftest import SAMPLES
+from PIL import Image
+
+from mieruka.images import ImageError, Preprocess, find_images, load_image
+
+
+def _photo(width=64, height=48) -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "png", "webp", "bmp", "tiff", "gif"])
+def test_every_common_format_loads_as_rgb(tmp_path, suffix):
+    path = tmp_path / f"photo.{suffix}"
+    _photo().save(path)
+    image = load_image(path)
+    assert image.mode == "RGB" and image.size == (64, 48)
+
+
+@pytest.mark.parametrize(
+    ("mode", "pixel", "expected"),
+    [
+        ("L", 100, (100, 100, 100)),
+        ("CMYK", (0, 255, 255, 0), (255, 0, 0)),
+        ("RGBA", (255, 0, 0, 0), (255, 255, 255)),  # fully transparent red composites to white
+        ("RGBA", (255, 0, 0, 255), (255, 0, 0)),
+        ("I;16", 65535, (255, 255, 255)),
+        ("I;16", 32896, (128, 128, 128)),
+    ],
+)
+def test_modes_are_converted_to_the_right_rgb(tmp_path, mode, pixel, expected):
+    path = tmp_path / ("photo.tiff" if mode in ("CMYK", "I;16") else "photo.png")
+    Image.new(mode, (4, 3), pixel).save(path)
+    assert load_image(path).getpixel((1, 1)) == expected
+
+
+def test_palette_with_transparency(tmp_path):
+    image = Image.new("P", (4, 4), 0)
+    image.putpalette([0, 0, 255] + [0, 255, 0] * 255)
+    image.info["transparency"] = 1
+    image.putpixel((0, 0), 1)
+    path = tmp_path / "palette.png"
+    image.save(path, transparency=1)
+    loaded = load_image(path)
+    assert loaded.getpixel((0, 0)) == (255, 255, 255) and loaded.getpixel((2, 2)) == (0, 0, 255)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (0, 0, 0))
+    image.paste((255, 0, 0), (0, 0, 10, 20))  # red on the left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera says: rotate 90 degrees clockwise to view
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif, quality=95)
+    upright = load_image(path)
+    assert upright.size == (20, 40)
+    red, green, _ = upright.getpixel((10, 2))  # the red edge is now on top
+    assert red > 200 and green < 50
+
+
+def test_first_frame_of_an_animation(tmp_path):
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    assert load_image(path).getpixel((4, 4))[0] > 200
+
+
+def test_one_pixel_image_runs_through_preprocessing(tmp_path):
+    path = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(path)
+    assert Preprocess()(load_image(path)).shape == (3, 224, 224)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not an image", "not a readable image"),
+        (None, "no such file"),
+    ],
+)
+def test_unreadable_files_name_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ImageError, match=rf"bad\.jpg: {message}"):
+        load_image(path)
+
+
+def test_truncated_file_is_reported(tmp_path):
+    buffer = io.BytesIO()
+    _photo(200, 200).save(buffer, format="PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buffer.getvalue()[:300])
+    with pytest.raises(ImageError, match="cut.png"):
+        load_image(path)
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    path = tmp_path / "bomb.png"
+    Image.new("1", (12_000, 12_000)).save(path)  # tiny file, 144 megapixels
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(path)
+
+
+def test_preprocessing_matches_torchvision_exactly():
+    image = load_image(SAMPLES / "cat.jpg")
+    reference = T.Compose(
+        [T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+    )
+    torch.testing.assert_close(Preprocess()(image), reference(image), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(451, 300), (300, 451), (4000, 3000), (224, 224), (100, 60)])
+def test_crop_box_is_where_the_input_pixels_come_from(size):
+    """Paint a square; after preprocessing, its edges must sit where the crop box says."""
+    width, height = size
+    photo = np.zeros((height, width, 3), dtype=np.uint8)
+    x0, y0, x1, y1 = int(width * 0.45), int(height * 0.4), int(width * 0.6), int(height * 0.7)
+    photo[y0:y1, x0:x1] = 255
+    preprocess = Preprocess(mean=(0, 0, 0), std=(1, 1, 1), interpolation="nearest")
+    tensor = preprocess(Image.fromarray(photo))[0]
+    box = preprocess.crop_box(size)
+    columns = torch.nonzero(tensor.amax(0) > 0.5).flatten()
+    scale = (box.right - box.left) / tensor.shape[1]
+    assert abs(box.left + columns.min().item() * scale - x0) <= scale + 1
+    assert abs(box.left + (columns.max().item() + 1) * scale - x1) <= scale + 1
+
+
+def test_find_images_walks_folders_and_keeps_files(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("b.jpg", "a.PNG", "sub/c.webp", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    found = find_images([tmp_path, tmp_path / "notes.txt"])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.PNG", "b.jpg", "sub/c.webp", "notes.txt"]

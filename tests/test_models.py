@@ -1,0 +1,133 @@
+"""Loading models by name with their weights, preprocessing and class names -- offline and safely."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+import torchvision
+from conftest import SAMPLES
+
+from mieruka import GradCAM, load_image, load_labels, load_model
+from mieruka.models import ModelError
+
+CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_default_model_sees_the_cat(default_model):
+    x = default_model.preprocess(load_image(SAMPLES / "cat.jpg"))[None]
+    result = GradCAM(default_model.model, labels=default_model.labels)(x)
+    assert result.targets.item() in CAT_CLASSES
+    assert result.labels[0] in {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
+
+
+def test_default_model_recognises_the_other_samples(default_model):
+    batch = torch.stack([default_model.preprocess(load_image(SAMPLES / n)) for n in ("coffee.jpg", "rocket.jpg")])
+    with torch.no_grad():
+        top5 = default_model.model(batch).topk(5).indices.tolist()
+    labels = default_model.labels
+    assert "espresso" in [labels[i] for i in top5[0]]
+    assert {"missile", "projectile", "space shuttle"} & {labels[i] for i in top5[1]}
+
+
+def test_default_model_expects_tf_scaling(default_model):
+    assert default_model.preprocess.mean == (0.5, 0.5, 0.5) and default_model.preprocess.std == (0.5, 0.5, 0.5)
+    assert len(default_model.labels) == 1000
+
+
+@pytest.fixture
+def finetuned(tmp_path):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=5).eval()
+    labels = tmp_path / "labels.txt"
+    labels.write_text("daisy\ndandelion\nrose\nsunflower\ntulip\n")
+    return model, labels
+
+
+@pytest.mark.parametrize("layout", ["bare", "state_dict", "model_state_dict", "dataparallel", "torchscript"])
+def test_fine_tuned_checkpoints_in_usual_layouts(tmp_path, finetuned, layout):
+    model, labels = finetuned
+    path = tmp_path / "ft.pth"
+    state = model.state_dict()
+    if layout == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.trace(model, torch.randn(1, 3, 64, 64)).save(str(path))
+    else:
+        saved = {
+            "bare": state,
+            "state_dict": {"state_dict": state, "epoch": 3},
+            "model_state_dict": {"model_state_dict": state, "optimizer": {"lr": 0.1}},
+            "dataparallel": {f"module.{k}": v for k, v in state.items()},
+        }[layout]
+        torch.save(saved, path)
+    loaded = load_model("resnet18", path, num_classes=5, labels=labels)
+    assert loaded.labels == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model(x))
+
+
+def test_mismatched_checkpoint_says_what_to_do(tmp_path, finetuned):
+    model, _ = finetuned
+    path = tmp_path / "ft.pth"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(ModelError, match=r"does not fit resnet18: fc.weight is \[5, 512\].*--num-classes 5"):
+        load_model("resnet18", path)
+    with pytest.raises(ModelError, match="does not fit resnet50"):
+        load_model("resnet50", path, num_classes=5)
+
+
+def test_pickled_model_needs_explicit_trust(tmp_path, finetuned):
+    model, _ = finetuned
+    path = tmp_path / "whole.pt"
+    torch.save(model, path)
+    with pytest.raises(ModelError, match="--trust-checkpoint"):
+        load_model("resnet18", path, num_classes=5)
+    loaded = load_model(None, path, trust_checkpoint=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), model(x))
+
+
+def test_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("hello")
+    with pytest.raises(ModelError, match="not a PyTorch checkpoint"):
+        load_model("resnet18", path)
+
+
+def test_named_weights_come_only_from_the_local_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(ModelError, match=r"IMAGENET1K_V1: not in the local torch cache"):
+        load_model("resnet18", "IMAGENET1K_V1")
+    checkpoint = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
+    loaded = load_model("resnet18", "IMAGENET1K_V1")
+    assert loaded.labels[281] == "tabby" and loaded.preprocess.crop == 224
+
+
+def test_unknown_architecture_suggests_names():
+    with pytest.raises(ModelError, match="did you mean resnet18"):
+        load_model("resnet-18")
+
+
+def test_labels_from_text_and_json(tmp_path):
+    (tmp_path / "a.txt").write_text("cat\n\ndog\n")
+    (tmp_path / "b.json").write_text(json.dumps(["cat", "dog"]))
+    (tmp_path / "c.json").write_text(json.dumps({"1": "dog", "0": "cat"}))
+    (tmp_path / "d.json").write_text(json.dumps({"0": ["n02123045", "cat"], "1": ["n02084071", "dog"]}))
+    for name in ("a.txt", "b.json", "c.json", "d.json"):
+        assert load_labels(tmp_path / name) == ["cat", "dog"]
+    (tmp_path / "e.json").write_text("{")
+    with pytest.raises(ModelError, match="not valid JSON"):
+        load_labels(tmp_path / "e.json")
+
+
+def test_label_count_must_match_the_head(tmp_path):
+    (tmp_path / "l.txt").write_text("a\nb\nc\n")
+    with pytest.raises(ModelError, match="name 3 classes but the model has 5"):
+        load_model("resnet18", num_classes=5, labels=tmp_path / "l.txt")

@@ -1,0 +1,68 @@
+"""Colouring and drawing: lookup tables on tensors, overlays only where the model looked, safe writes."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mieruka.render import classic, colorize, heatmap, overlay, panel, save_png
+
+
+def test_colorize_matches_matplotlib():
+    values = torch.linspace(0, 1, 256).view(16, 16)
+    ours = colorize(values, "viridis").permute(1, 2, 0).numpy().astype(int)
+    theirs = (matplotlib.colormaps["viridis"](values.numpy())[..., :3] * 255).round().astype(int)
+    assert np.abs(ours - theirs).max() <= 1
+
+
+def test_unknown_colormap_is_named():
+    with pytest.raises(ValueError, match="unknown colormap 'nope'"):
+        colorize(torch.zeros(2, 2), "nope")
+
+
+def _scene():
+    photo = torch.full((3, 4, 6), 100, dtype=torch.uint8)
+    maps = torch.zeros(4, 6)
+    maps[1, 2] = 1.0
+    inside = torch.zeros(4, 6, dtype=torch.bool)
+    inside[:, 1:5] = True
+    return photo, maps, inside
+
+
+def test_overlay_blends_inside_and_leaves_the_rest_untouched():
+    photo, maps, inside = _scene()
+    out = overlay(photo, maps, inside, alpha=0.5)
+    assert torch.equal(out[:, :, 0], photo[:, :, 0]) and torch.equal(out[:, :, 5], photo[:, :, 5])
+    hot = colorize(maps, "jet")[:, 1, 2].float()
+    torch.testing.assert_close(out[:, 1, 2].float(), (0.5 * 100 + 0.5 * hot).round())
+
+
+def test_classic_is_photo_plus_0_4_heat_rescaled():
+    photo, maps, inside = _scene()
+    out = classic(photo, maps, inside).float()
+    summed = photo.float() + 0.4 * colorize(maps, "jet").float() * inside
+    torch.testing.assert_close(out, (summed / summed.max() * 255).round())
+
+
+def test_heatmap_is_gray_outside_the_crop():
+    _, maps, inside = _scene()
+    out = heatmap(maps, inside)
+    assert (out[:, :, 0] == 96).all()
+
+
+def test_panel_draws_three_pictures():
+    photo, maps, inside = _scene()
+    picture = panel(photo, maps, inside, "tabby (p = 0.9)")
+    assert picture.ndim == 3 and picture.shape[2] == 3 and picture.shape[1] > 2 * picture.shape[0]
+
+
+def test_save_png_writes_exactly_and_leaves_nothing_on_failure(tmp_path):
+    image = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
+    path = save_png(image, tmp_path / "out" / "a.png")
+    assert np.array_equal(np.asarray(Image.open(path)), image.permute(1, 2, 0).numpy())
+    with pytest.raises(TypeError):
+        save_png(np.zeros((5, 7, 3), dtype=object), tmp_path / "out" / "b.png")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]

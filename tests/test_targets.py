@@ -1,0 +1,54 @@
+"""What to explain: predicted class, index, name, one per image, top-k, or any score function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mieruka.targets import TargetError, class_index, resolve_targets
+
+LOGITS = torch.tensor([[0.1, 3.0, 2.0], [5.0, 1.0, 4.0]])
+LABELS = ["tabby cat", "golden_retriever", "red fox"]
+
+
+def test_default_is_the_predicted_class():
+    assert resolve_targets(None, LOGITS).indices.tolist() == [[1], [0]]
+
+
+def test_top_k_orders_by_score():
+    assert resolve_targets(None, LOGITS, top_k=2).indices.tolist() == [[1, 2], [0, 2]]
+
+
+def test_index_and_name_apply_to_every_image():
+    assert resolve_targets(2, LOGITS).indices.tolist() == [[2], [2]]
+    assert resolve_targets("Golden Retriever", LOGITS, LABELS).indices.tolist() == [[1], [1]]
+    assert class_index("7", None) == 7
+
+
+def test_one_target_per_image():
+    assert resolve_targets([0, "red fox"], LOGITS, LABELS).indices.tolist() == [[0], [2]]
+    assert resolve_targets(torch.tensor([2, 1]), LOGITS).indices.tolist() == [[2], [1]]
+
+
+def test_callable_target_is_the_score_itself():
+    targets = resolve_targets(lambda logits: logits[:, 0] - logits[:, 2], LOGITS)
+    assert targets.indices is None
+    torch.testing.assert_close(targets.scores(LOGITS), torch.tensor([[-1.9], [1.0]]))
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (3, "out of range"),
+        ("red wolf", "did you mean 'red fox'"),
+        ([0], "1 targets for a batch of 2"),
+    ],
+)
+def test_bad_targets_say_what_is_wrong(target, message):
+    with pytest.raises(TargetError, match=message):
+        resolve_targets(target, LOGITS, LABELS)
+
+
+def test_a_name_needs_labels():
+    with pytest.raises(TargetError, match="--labels"):
+        resolve_targets("cat", LOGITS, None)
