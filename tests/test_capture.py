@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-from conftest import random_model
 from torch import nn
 
+from conftest import random_model
 from mieruka import GradCAM
 from mieruka.capture import capture
 from mieruka.layers import LayerError
@@ -47,7 +47,9 @@ def _state(model: nn.Module):
 
 
 def _hook_count(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
 
 
 def test_model_and_inputs_are_left_as_they_were():
@@ -108,7 +110,9 @@ def test_no_graph_is_built_before_the_target_layer():
     model = random_model("resnet18")
     seen: dict[str, bool] = {}
     hooks = [
-        module.register_forward_pre_hook(lambda m, args, name=name: seen.__setitem__(name, args[0].requires_grad))
+        module.register_forward_pre_hook(
+            lambda m, args, name=name: seen.__setitem__(name, args[0].requires_grad)
+        )
         for name, module in model.named_children()
     ]
     try:
@@ -130,7 +134,9 @@ def test_in_place_change_after_a_nested_layer_does_not_corrupt_the_capture():
 
     block = model.layer4[1]
     with torch.no_grad():
-        h = model.layer4[0](model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x))))))))
+        h = model.layer4[0](
+            model.layer3(model.layer2(model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))))
+        )
         a = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(h)))))
     a = a.detach().requires_grad_()
     logits = model.fc(model.avgpool(torch.relu(a + h)).flatten(1))
@@ -177,7 +183,9 @@ def test_channels_last_and_low_precision_give_the_same_maps():
     model = random_model("resnet18")
     x = torch.randn(2, 3, 64, 64)
     reference = GradCAM(model)(x)
-    channels_last = GradCAM(model.to(memory_format=torch.channels_last))(x.to(memory_format=torch.channels_last))
+    channels_last = GradCAM(model.to(memory_format=torch.channels_last))(
+        x.to(memory_format=torch.channels_last)
+    )
     torch.testing.assert_close(channels_last.raw, reference.raw, rtol=1e-4, atol=1e-5)
     for dtype in (torch.bfloat16, torch.float16):
         low = GradCAM(random_model("resnet18").to(dtype))(x, targets=reference.targets)
@@ -187,7 +195,9 @@ def test_channels_last_and_low_precision_give_the_same_maps():
 
 def test_capture_without_gradients_keeps_only_activations(tiny_net):
     x = torch.randn(2, 1, 4, 4)
-    captured = capture(tiny_net, [tiny_net.relu], x, lambda logits: resolve_targets(None, logits), gradients=False)
+    captured = capture(
+        tiny_net, [tiny_net.relu], x, lambda logits: resolve_targets(None, logits), gradients=False
+    )
     assert captured.gradients is None
     torch.testing.assert_close(captured.activations[0], torch.cat([x, -x], 1).clamp_min(0))
 

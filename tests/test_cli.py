@@ -12,13 +12,18 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import SAMPLES
 from PIL import Image
+
+from conftest import SAMPLES
 
 
 def mieruka(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mieruka", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600
+        [sys.executable, "-m", "mieruka", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -31,7 +36,16 @@ def _leftovers(out: Path) -> list[str]:
 
 
 def test_explain_the_samples_with_the_default_model(tmp_path):
-    run = mieruka("explain", SAMPLES / "cat.jpg", SAMPLES / "coffee.jpg", "--out", tmp_path, "--top-k", "2", "--save-maps")
+    run = mieruka(
+        "explain",
+        SAMPLES / "cat.jpg",
+        SAMPLES / "coffee.jpg",
+        "--out",
+        tmp_path,
+        "--top-k",
+        "2",
+        "--save-maps",
+    )
     assert run.returncode == 0, run.stderr
     records = _records(tmp_path)
     assert [(Path(r["file"]).name, r["rank"]) for r in records] == [
@@ -53,13 +67,17 @@ def test_overlay_marks_only_the_centre_crop(tmp_path):
     photo = np.asarray(Image.open(SAMPLES / "rocket.jpg")).astype(int)
     overlay = np.asarray(Image.open(_records(tmp_path)[0]["output"])).astype(int)
     # 640x427 is resized to 383x256 and cropped at columns 80..304: photo columns 133.7..507.0
-    assert np.array_equal(overlay[:, :133], photo[:, :133]) and np.array_equal(overlay[:, 508:], photo[:, 508:])
+    assert np.array_equal(overlay[:, :133], photo[:, :133]) and np.array_equal(
+        overlay[:, 508:], photo[:, 508:]
+    )
     assert np.abs(overlay[:, 135:506] - photo[:, 135:506]).mean(axis=(0, 2)).min() > 5
 
 
 @pytest.mark.parametrize("style", ["classic", "panel", "heatmap"])
 def test_styles(tmp_path, style):
-    run = mieruka("explain", SAMPLES / "cat.jpg", "--out", tmp_path, "--style", style, "--colormap", "inferno")
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--out", tmp_path, "--style", style, "--colormap", "inferno"
+    )
     assert run.returncode == 0, run.stderr
     image = Image.open(_records(tmp_path)[0]["output"])
     assert image.mode == "RGB"
@@ -79,7 +97,10 @@ def test_fine_tuned_resnet18_end_to_end(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout.splitlines()[0])
-    assert record["label"] in {"daisy", "dandelion", "rose", "sunflower", "tulip"} and record["layer"] == "layer4"
+    assert (
+        record["label"] in {"daisy", "dandelion", "rose", "sunflower", "tulip"}
+        and record["layer"] == "layer4"
+    )
     assert Path(record["output"]).name == f"cat_{record['label']}.png"
     run = mieruka(
         "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "5", "--weights", tmp_path / "ft.pth",
@@ -116,7 +137,12 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
         (["explain", "SAMPLE", "--model", "resnet18", "--layer", "layer4.1.relu"], "runs 2 times"),
         (["explain", "SAMPLE", "--target", "golden retriver"], "did you mean 'golden retriever'"),
         (["explain", "SAMPLE", "--colormap", "nope"], "unknown colormap"),
-        (["explain", "SAMPLE", "--device", "cuda"] if not torch.cuda.is_available() else ["explain", "SAMPLE", "--alpha", "2"], "--"),
+        (
+            ["explain", "SAMPLE", "--device", "cuda"]
+            if not torch.cuda.is_available()
+            else ["explain", "SAMPLE", "--alpha", "2"],
+            "--",
+        ),
         (["layers", "--model", "resnet18", "--weights", "nowhere.pth"], "nowhere.pth: no such file"),
     ],
 )
@@ -131,7 +157,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 def test_a_checkpoint_that_does_not_fit(tmp_path):
     torch.save(torchvision.models.resnet18(num_classes=5).state_dict(), tmp_path / "ft.pth")
-    run = mieruka("explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--weights", tmp_path / "ft.pth", "--out", tmp_path)
+    run = mieruka(
+        "explain",
+        SAMPLES / "cat.jpg",
+        "--model",
+        "resnet18",
+        "--weights",
+        tmp_path / "ft.pth",
+        "--out",
+        tmp_path,
+    )
     assert run.returncode == 2 and "--num-classes 5" in run.stderr and "Traceback" not in run.stderr
 
 
@@ -140,7 +175,9 @@ def test_debug_shows_the_traceback(tmp_path):
     assert run.returncode != 0 and "Traceback" in run.stderr
 
 
-@pytest.mark.parametrize(("model", "layer"), [("vgg16", "features.29"), ("resnet18", "layer4"), (None, "bn2")])
+@pytest.mark.parametrize(
+    ("model", "layer"), [("vgg16", "features.29"), ("resnet18", "layer4"), (None, "bn2")]
+)
 def test_layers_marks_the_automatic_choice(model, layer):
     run = mieruka("layers", *(["--model", model] if model else []))
     assert run.returncode == 0, run.stderr

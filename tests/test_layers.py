@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_model
 from torch import nn
 
+from conftest import random_model
 from mieruka.layers import LayerError, auto_layer, resolve_layer
 
 EXPECTED_AUTO = {

@@ -8,23 +8,29 @@ import warnings
 import pytest
 import torch
 import torchvision
-from conftest import SAMPLES
 
-from mieruka import GradCAM, load_image, load_labels, load_model
+from conftest import SAMPLES
+from mieruka import GradCAM, load_image, load_labels, load_model, to_photo
 from mieruka.models import ModelError
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
-def test_default_model_sees_the_cat(default_model):
-    x = default_model.preprocess(load_image(SAMPLES / "cat.jpg"))[None]
+def test_default_model_sees_the_cat_and_looks_at_it(default_model):
+    photo = load_image(SAMPLES / "cat.jpg")
+    x = default_model.preprocess(photo)[None]
     result = GradCAM(default_model.model, labels=default_model.labels)(x)
     assert result.targets.item() in CAT_CLASSES
     assert result.labels[0] in {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
+    on_photo, _ = to_photo(result.raw, default_model.preprocess.crop_box(photo.size), photo.size)
+    y, x = divmod(on_photo[0].argmax().item(), photo.width)
+    assert 60 <= x <= 380 and 40 <= y <= 300  # the cat's head and body; the blurred room lies to the right
 
 
 def test_default_model_recognises_the_other_samples(default_model):
-    batch = torch.stack([default_model.preprocess(load_image(SAMPLES / n)) for n in ("coffee.jpg", "rocket.jpg")])
+    batch = torch.stack(
+        [default_model.preprocess(load_image(SAMPLES / n)) for n in ("coffee.jpg", "rocket.jpg")]
+    )
     with torch.no_grad():
         top5 = default_model.model(batch).topk(5).indices.tolist()
     labels = default_model.labels
@@ -33,7 +39,11 @@ def test_default_model_recognises_the_other_samples(default_model):
 
 
 def test_default_model_expects_tf_scaling(default_model):
-    assert default_model.preprocess.mean == (0.5, 0.5, 0.5) and default_model.preprocess.std == (0.5, 0.5, 0.5)
+    assert default_model.preprocess.mean == (0.5, 0.5, 0.5) and default_model.preprocess.std == (
+        0.5,
+        0.5,
+        0.5,
+    )
     assert len(default_model.labels) == 1000
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_model
 from torch import nn
 
+from conftest import random_model
 from mieruka import GradCAM
 from mieruka.maps import upsample
 
@@ -68,7 +68,9 @@ def test_normalized_maps_agree_with_pytorch_grad_cam(name, default_model):
         # keeps a reference to that tensor, so it weights the post-ReLU activations (a bug of the
         # reference; captum and mieruka use the layer's real output). Check we understand it exactly.
         relu_raw = _gradcam_from_capture(model, ours.layer, x, ours.targets, lambda a: a.relu())
-        assert (torch.from_numpy(_min_max(upsample(relu_raw, (224, 224))).numpy()) - theirs).abs().max() < 1e-3
+        assert (
+            torch.from_numpy(_min_max(upsample(relu_raw, (224, 224))).numpy()) - theirs
+        ).abs().max() < 1e-3
         assert (_min_max(ours.maps) - theirs).abs().max() > 1e-2
         return
     assert (_min_max(ours.maps) - theirs).abs().max() < 1e-3

@@ -3,11 +3,11 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from .cam import CAM, CAMResult, GradCAM
-from .images import CropBox, Preprocess, load_image
+from .images import CropBox, Preprocess, load_image, pil_to_tensor
 from .layers import auto_layer, resolve_layer, trace_layers
 from .maps import normalize, to_photo, upsample
 from .models import LoadedModel, load_labels, load_model
-from .render import classic, colorize, heatmap, overlay, panel, save_png
+from .render import classic, colorize, draw, heatmap, overlay, panel, save_png, show_on_photo
 
 try:
     __version__ = version("mieruka")
@@ -25,6 +25,7 @@ __all__ = [
     "auto_layer",
     "classic",
     "colorize",
+    "draw",
     "heatmap",
     "load_image",
     "load_labels",
@@ -32,8 +33,10 @@ __all__ = [
     "normalize",
     "overlay",
     "panel",
+    "pil_to_tensor",
     "resolve_layer",
     "save_png",
+    "show_on_photo",
     "to_photo",
     "trace_layers",
     "upsample",

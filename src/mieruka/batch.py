@@ -175,7 +175,18 @@ def _render_one(
         label = _label(loaded, index) if index is not None else "target"
         probability = float(probs[index]) if index is not None else None
         output = namer.name(path.stem, label, ".png")
-        picture = _draw(photo, on_photo[k], inside, label, probability, options)
+        title = label if probability is None else f"{label}  (p = {probability:.3f})"
+        picture = render.draw(
+            photo,
+            on_photo[k],
+            inside,
+            style=options.style,
+            colormap=options.colormap,
+            alpha=options.alpha,
+            title=title,
+        )
+        if isinstance(picture, torch.Tensor):
+            picture = picture.cpu()
         jobs.append(writers.submit(render.save_png, picture, output))
         record = {
             "file": str(path),
@@ -195,19 +206,6 @@ def _render_one(
             record["map"] = str(maps_path)
         outcome.records.append(record)
     return jobs
-
-
-def _draw(photo, maps, inside, label, probability, options: RenderOptions):
-    if options.style == "overlay":
-        return render.overlay(photo, maps, inside, colormap=options.colormap, alpha=options.alpha).cpu()
-    if options.style == "classic":
-        return render.classic(photo, maps, inside).cpu()
-    if options.style == "heatmap":
-        return render.heatmap(maps, inside, colormap=options.colormap).cpu()
-    if options.style == "panel":
-        title = label if probability is None else f"{label}  (p = {probability:.3f})"
-        return render.panel(photo, maps, inside, title, colormap=options.colormap, alpha=options.alpha)
-    raise ValueError(f"unknown style {options.style!r}; choose from {', '.join(render.STYLES)}")
 
 
 def _label(loaded: LoadedModel, index: int) -> str:

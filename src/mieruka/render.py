@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 
 from ._io import atomic_open
+from .images import CropBox, pil_to_tensor
+from .maps import normalize, to_photo
 
 STYLES = ("overlay", "classic", "heatmap", "panel")
 OUTSIDE_GRAY = 96  # heatmap style: where the model saw nothing
@@ -110,6 +112,42 @@ def panel(
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def draw(
+    photo: torch.Tensor,
+    maps: torch.Tensor,
+    inside: torch.Tensor,
+    *,
+    style: str = "overlay",
+    colormap: str = "jet",
+    alpha: float = 0.5,
+    title: str = "",
+) -> torch.Tensor | np.ndarray:
+    """One picture in a named style from a photo (3, H, W) uint8 and its map (H, W) in [0, 1]."""
+    if style == "overlay":
+        return overlay(photo, maps, inside, colormap=colormap, alpha=alpha)
+    if style == "classic":
+        return classic(photo, maps, inside)
+    if style == "heatmap":
+        return heatmap(maps, inside, colormap=colormap)
+    if style == "panel":
+        return panel(photo, maps, inside, title, colormap=colormap, alpha=alpha)
+    raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+
+
+def show_on_photo(
+    photo: Image.Image | torch.Tensor, raw: torch.Tensor, box: CropBox, **style
+) -> torch.Tensor | np.ndarray:
+    """Draw a map (h, w) that covers `box` onto the full-resolution photo; `style` as in :func:`draw`.
+
+    >>> picture = show_on_photo(photo, result.raw[0], loaded.preprocess.crop_box(photo.size))
+    """
+    if isinstance(photo, Image.Image):
+        photo = pil_to_tensor(photo)
+    photo = photo.to(raw.device)
+    on_photo, inside = to_photo(raw[None], box, (photo.shape[-1], photo.shape[-2]))
+    return draw(photo, normalize(on_photo)[0][0], inside, **style)
 
 
 def save_png(image: torch.Tensor | np.ndarray, path: str | os.PathLike, compress_level: int = 1) -> Path:
