@@ -1,5 +1,9 @@
 # The two commands of the quick start: `make demo`, then `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3
+# This machine's pip configuration names local mirrors that may be absent; drop those warnings only.
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location .* is ignored" || true; }
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
@@ -8,14 +12,14 @@ OUT ?= out/demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q --upgrade pip $(QUIET_PIP)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e . $(QUIET_PIP)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' $(QUIET_PIP)
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed

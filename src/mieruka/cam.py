@@ -1,4 +1,4 @@
-"""The explainer users call: capture once, apply a CAM method, return maps with everything around them."""
+"""The explainer users call: capture once, apply one or many CAM methods, return maps and context."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .capture import capture
-from .layers import auto_layer, resolve_layer
+from .capture import Capture, Split, capture, split_at
+from .layers import auto_layer, evaluating, resolve_layer
 from .maps import normalize, upsample
-from .methods import get_method
-from .targets import TargetSpec, resolve_targets
+from .methods import (
+    Method,
+    ablationcam_weights,
+    first_component,
+    get_method,
+    guided_backprop,
+    scorecam_weights,
+)
+from .targets import Targets, TargetSpec, resolve_targets
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
 
@@ -22,7 +30,7 @@ class CAMResult:
     """Maps for a batch. With ``top_k`` every per-target field gains a K axis after N."""
 
     maps: torch.Tensor  # (N, H, W) in [0, 1] at the input's resolution
-    raw: torch.Tensor  # (N, h, w) after ReLU, at the layer's resolution, not normalized
+    raw: torch.Tensor  # (N, h, w) after ReLU at the layer's resolution, not normalized (see CAM)
     empty: torch.Tensor  # (N,) bool: the map had no positive value, so it is all zero
     logits: torch.Tensor  # (N, classes)
     probs: torch.Tensor  # (N, classes) softmax of the logits
@@ -41,11 +49,19 @@ class CAMResult:
 
 
 class CAM:
-    """Class activation maps of `model` at `target_layer` with a gradient-based `method`.
+    """Class activation maps of `model` at `target_layer` with any method of :mod:`mieruka.methods`.
 
-    `target_layer` is a dotted name, a module, a sequence of them (maps fused by averaging), or None
-    for the automatic choice (see :mod:`mieruka.layers`). The model is never changed: it runs in
-    eval mode for the call, and hooks live only during the call.
+    `target_layer` is a dotted name, a module, a sequence of them (maps fused by averaging their
+    normalized maps at the finest layer's resolution), or None for the automatic choice (see
+    :mod:`mieruka.layers`). The model is never changed: it runs in eval mode for the call, and hooks
+    live only during the call.
+
+    Options: `eigen_smooth` reduces any method's channel contributions by their first principal
+    component instead of a sum; `aug_smooth` averages the maps of the input, its mirror image and
+    small shifts, each mapped back first (six passes; `raw` is then at the input's resolution).
+    `batch_size` bounds the extra forward passes of Score-CAM / Ablation-CAM, `score_channels` keeps
+    only that many channels in Score-CAM (the fast approximation), `skip_empty_channels` skips
+    constant channels there (exact after normalization).
 
     >>> import torchvision
     >>> cam = CAM(torchvision.models.resnet18().eval())
@@ -63,12 +79,22 @@ class CAM:
         *,
         method: str | None = None,
         labels: Sequence[str] | None = None,
+        eigen_smooth: bool = False,
+        aug_smooth: bool = False,
+        batch_size: int = 64,
+        score_channels: int | None = None,
+        skip_empty_channels: bool = True,
     ) -> None:
         self.model = model
-        self.method = method or self.method
-        self._function = get_method(self.method)
+        self.method = get_method(method or self.method).name
         self.labels = list(labels) if labels is not None else None
+        self.eigen_smooth = eigen_smooth
+        self.aug_smooth = aug_smooth
+        self.batch_size = batch_size
+        self.score_channels = score_channels
+        self.skip_empty_channels = skip_empty_channels
         self._layers = self._resolve(target_layer) if target_layer is not None else None
+        self._splits: dict[str, Split | None] = {}
 
     def _resolve(self, target_layer: LayerSpec) -> list[tuple[str, nn.Module]]:
         if isinstance(target_layer, str | nn.Module):
@@ -89,24 +115,163 @@ class CAM:
         self, inputs: torch.Tensor, targets: TargetSpec = None, *, top_k: int | None = None
     ) -> CAMResult:
         """Maps for a preprocessed batch (N, C, H, W); `targets` as in :func:`mieruka.targets.resolve_targets`."""
+        return self.compare(inputs, [self.method], targets, top_k=top_k)[self.method]
+
+    def compare(
+        self,
+        inputs: torch.Tensor,
+        methods: Sequence[str | Method],
+        targets: TargetSpec = None,
+        *,
+        top_k: int | None = None,
+    ) -> dict[str, CAMResult]:
+        """Maps of several methods for the same batch and targets, from one shared capture.
+
+        All gradient-based methods and Eigen-CAM cost one forward and one small backward together.
+        """
         if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
             shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
             raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
+        chosen = [m if isinstance(m, Method) else get_method(m) for m in methods]
         inputs = _match_model(self.model, inputs)
         layers = self.layers(inputs)
-        captured = capture(
+
+        def choose(logits: torch.Tensor) -> Targets:
+            return resolve_targets(targets, logits, self.labels, top_k)
+
+        with evaluating(self.model):  # the extra passes of some methods run outside the capture
+            captured = self._capture(inputs, layers, chosen, choose)
+            raws = self._maps(inputs, layers, chosen, captured)
+            if self.aug_smooth:
+                raws = self._augmented(inputs, layers, chosen, captured.targets, raws)
+        return {
+            name: self._result(raw, inputs, captured, layers, name, top_k is None)
+            for name, raw in raws.items()
+        }
+
+    def _capture(self, inputs, layers, chosen: list[Method], choose) -> Capture:
+        needs_gradients = any(m.kind in ("gradient", "guided") for m in chosen)
+        return capture(
             self.model,
             [module for _, module in layers],
             inputs,
-            lambda logits: resolve_targets(targets, logits, self.labels, top_k),
+            choose,
+            gradients=needs_gradients,
             layer_names=[name for name, _ in layers],
         )
-        assert captured.gradients is not None
-        raw = self._combine(captured.activations, captured.gradients)  # (N, K, h, w)
+
+    def _maps(self, inputs, layers, chosen: list[Method], captured: Capture) -> dict[str, torch.Tensor]:
+        """Raw maps (N, K, h, w) per method, after ReLU, layers fused."""
+        raws: dict[str, torch.Tensor] = {}
+        for method in chosen:
+            if method.kind == "guided":
+                raws[method.name] = self._guided(inputs, layers, method, captured)
+                continue
+            per_layer = []
+            for position, (name, module) in enumerate(layers):
+                activation = captured.activations[position].float()
+                spatial = activation.shape[2:]
+                flat = activation.flatten(2)
+                if method.contributions is not None:
+                    gradient = (
+                        None
+                        if captured.gradients is None
+                        else captured.gradients[position].float().flatten(3)
+                    )
+                    contributions = method.contributions(flat, gradient)
+                else:
+                    weights = self._perturbation_weights(method, inputs, name, module, activation, captured)
+                    contributions = weights[..., None] * flat
+                if method.projection or self.eigen_smooth:
+                    cam = first_component(contributions)
+                else:
+                    cam = contributions.sum(-2)
+                count = captured.targets.indices.shape[1] if captured.targets.indices is not None else 1
+                cam = cam.expand(count, *cam.shape[1:]) if cam.shape[0] != count else cam
+                per_layer.append(cam.clamp_min(0).reshape(*cam.shape[:2], *spatial).transpose(0, 1))
+            raws[method.name] = _fuse(per_layer)
+        return raws
+
+    def _perturbation_weights(self, method, inputs, name, module, activation, captured: Capture):
+        score = _scorer(captured.targets)
+        if method.name == "scorecam":
+            return scorecam_weights(
+                self.model,
+                inputs,
+                activation,
+                score,
+                batch_size=self.batch_size,
+                skip_empty=self.skip_empty_channels,
+                top_channels=self.score_channels,
+            )
+        original = captured.targets.scores(captured.logits)
+        return ablationcam_weights(
+            self._tail(name, module, inputs),
+            activation,
+            original,
+            score,
+            batch_size=max(self.batch_size, 256),
+        )
+
+    def _tail(self, name: str, module: nn.Module, inputs: torch.Tensor):
+        """Run only the part of the model after `module`; falls back to a whole pass with the layer's
+        output replaced when the model cannot be traced by torch.fx."""
+        if name not in self._splits:
+            self._splits[name] = split_at(self.model, module)
+        split = self._splits[name]
+        if split is not None:
+            with torch.inference_mode():
+                _, *frontier = split.head(inputs)
+
+            def tail(activation: torch.Tensor, image: int) -> torch.Tensor:
+                extra = [f[image : image + 1].expand(len(activation), *f.shape[1:]) for f in frontier]
+                return split.tail(activation.to(inputs.dtype), *extra)
+
+            return tail
+
+        def replaced(activation: torch.Tensor, image: int) -> torch.Tensor:
+            handle = module.register_forward_hook(lambda *_: activation.to(inputs.dtype))
+            try:
+                return self.model(inputs[image : image + 1].expand(len(activation), *inputs.shape[1:]))
+            finally:
+                handle.remove()
+
+        return replaced
+
+    def _guided(self, inputs, layers, method: Method, captured: Capture) -> torch.Tensor:
+        """Guided maps at the input's resolution (N, K, H, W): |gradient| max over colour channels."""
+        guided = guided_backprop(self.model, inputs, captured.targets.scores)  # (K, N, C, H, W)
+        if method.name == "guidedgradcam":
+            grad_cam = self._maps(inputs, layers, [get_method("gradcam")], captured)[
+                "gradcam"
+            ]  # (N, K, h, w)
+            scale = normalize(upsample(grad_cam, tuple(inputs.shape[-2:])))[0].transpose(0, 1)
+            guided = guided * scale[:, :, None]
+        return guided.float().abs().amax(2).transpose(0, 1)
+
+    def _augmented(self, inputs, layers, chosen, targets: Targets, raws) -> dict[str, torch.Tensor]:
+        """Average the maps of mirrored and shifted inputs, each mapped back (test-time augmentation)."""
+        size = tuple(inputs.shape[-2:])
+        shift = max(1, min(size) // 28)
+        total = {name: normalize(upsample(raw, size))[0] for name, raw in raws.items()}
+        for flip, dy, dx in (
+            (True, 0, 0),
+            (False, shift, shift),
+            (True, shift, shift),
+            (False, -shift, -shift),
+            (True, -shift, -shift),
+        ):
+            augmented = _shift(inputs.flip(-1) if flip else inputs, dy, dx)
+            captured = self._capture(augmented, layers, chosen, lambda logits: targets)
+            for name, raw in self._maps(augmented, layers, chosen, captured).items():
+                back = _shift(normalize(upsample(raw, size))[0], -dy, -dx)
+                total[name] = total[name] + (back.flip(-1) if flip else back)
+        return {name: value / 6 for name, value in total.items()}
+
+    def _result(self, raw, inputs, captured: Capture, layers, method: str, squeeze: bool) -> CAMResult:
         maps, empty = normalize(upsample(raw, tuple(inputs.shape[-2:])))
         logits = captured.logits.float()
         indices = captured.targets.indices
-        squeeze = top_k is None
 
         def shaped(tensor: torch.Tensor) -> torch.Tensor:
             return tensor.squeeze(1) if squeeze else tensor
@@ -124,26 +289,46 @@ class CAM:
             targets=shaped(indices) if indices is not None else None,
             labels=names,
             layer=",".join(name for name, _ in layers),
-            method=self.method,
+            method=method,
         )
-
-    def _combine(self, activations: list[torch.Tensor], gradients: list[torch.Tensor]) -> torch.Tensor:
-        """Apply the method per layer, ReLU, and fuse layers at the finest resolution: (N, K, h, w)."""
-        per_layer = []
-        for activation, gradient in zip(activations, gradients):
-            spatial = activation.shape[2:]
-            cam = self._function(activation.float().flatten(2), gradient.float().flatten(3))
-            per_layer.append(cam.clamp_min(0).reshape(*cam.shape[:2], *spatial).transpose(0, 1))
-        if len(per_layer) == 1:
-            return per_layer[0]
-        size = max((tuple(p.shape[-2:]) for p in per_layer), key=lambda s: s[0] * s[1])
-        return torch.stack([normalize(upsample(p, size))[0] for p in per_layer]).mean(0)
 
 
 class GradCAM(CAM):
     """Grad-CAM (Selvaraju et al., 2017): ReLU(sum_k mean(dS/dA_k) A_k), normalized by its maximum."""
 
     method = "gradcam"
+
+
+def _fuse(per_layer: list[torch.Tensor]) -> torch.Tensor:
+    """One layer's maps as they are; several layers' normalized maps averaged at the finest resolution."""
+    if len(per_layer) == 1:
+        return per_layer[0]
+    size = max((tuple(p.shape[-2:]) for p in per_layer), key=lambda s: s[0] * s[1])
+    return torch.stack([normalize(upsample(p, size))[0] for p in per_layer]).mean(0)
+
+
+def _scorer(targets: Targets):
+    """(logits of extra passes for one image, image index) -> the target scores (B, K)."""
+    if targets.indices is not None:
+        indices = targets.indices
+
+        def by_index(logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+            return logits.gather(1, indices.to(logits.device)[image])
+
+        return by_index
+    return lambda logits, image: targets.scores(logits)
+
+
+def _shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Translate (..., H, W) by (dy, dx) pixels, repeating the border instead of wrapping around."""
+    if dy == 0 and dx == 0:
+        return images
+    height, width = images.shape[-2:]
+    padded = F.pad(
+        images.reshape(-1, 1, height, width), (abs(dx), abs(dx), abs(dy), abs(dy)), mode="replicate"
+    )
+    top, left = abs(dy) - dy, abs(dx) - dx
+    return padded[..., top : top + height, left : left + width].reshape(images.shape)
 
 
 def _match_model(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from .layers import LayerError, evaluating
 from .targets import Targets
@@ -120,3 +120,67 @@ def _gradients(scores: torch.Tensor, activations: list[torch.Tensor], names: lis
                 raise LayerError(f"the model's output does not depend on layer {names[position]!r}")
             per_target[position].append(grad)
     return [torch.stack(grads) for grads in per_target]
+
+
+class _LeafTracer(fx.Tracer):
+    """Traces a model keeping the target layer and every module without children as one call each."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return (
+            module is self.layer
+            or next(module.children(), None) is None
+            or super().is_leaf_module(module, qualified_name)
+        )
+
+
+@dataclass
+class Split:
+    """A model cut after a layer: `head(x) -> (A, *frontier)` and `tail(A, *frontier) -> logits`.
+
+    The frontier holds values computed before the layer that the rest still needs (a skip connection
+    around a layer inside a block); it is empty when the layer is on the network's main path.
+    """
+
+    head: nn.Module
+    tail: nn.Module
+    frontier: int
+
+
+def split_at(model: nn.Module, layer: nn.Module) -> Split | None:
+    """Cut `model` after `layer` with torch.fx; None when the model cannot be traced symbolically."""
+    try:
+        graph = _LeafTracer(layer).trace(model)
+    except Exception:  # fx raises many kinds of errors on data-dependent control flow
+        return None
+    nodes = list(graph.nodes)
+    targets = [n for n in nodes if n.op == "call_module" and model.get_submodule(n.target) is layer]
+    if len(targets) != 1:
+        return None
+    target = targets[0]
+    dependent = {target}
+    for node in nodes:
+        if any(parent in dependent for parent in node.all_input_nodes):
+            dependent.add(node)
+    frontier = [
+        n
+        for n in nodes
+        if n not in dependent and any(user in dependent and user is not target for user in n.users)
+    ]
+    head, env = fx.Graph(), {}
+    for node in nodes:
+        if (node in dependent and node is not target) or node.op == "output":
+            continue
+        env[node] = head.node_copy(node, lambda parent: env[parent])
+    head.output((env[target], *(env[n] for n in frontier)))
+    tail = fx.Graph()
+    env = {target: tail.placeholder("activation")}
+    for i, node in enumerate(frontier):
+        env[node] = tail.placeholder(f"frontier_{i}")
+    for node in nodes:
+        if node in dependent and node is not target:
+            env[node] = tail.node_copy(node, lambda parent: env[parent])
+    return Split(fx.GraphModule(model, head), fx.GraphModule(model, tail), len(frontier))

@@ -1,0 +1,363 @@
+"""Side-by-side speed and memory of Grad-CAM: plain inference, mieruka and the peers, in one process.
+
+Every row times the same model, batch and target layer for all implementations in interleaved rounds
+(so a noisy neighbour slows them all alike) and reports the median time per image and the median of the
+per-round ratios to plain ``torch.inference_mode()`` inference. Peak memory growth is measured in a fresh
+subprocess per implementation. The maps of all implementations are checked against each other.
+
+    python benchmarks/run.py            # full table, written to benchmarks/results/
+    python benchmarks/run.py --quick    # fewer rounds and rows, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+warnings.filterwarnings("ignore")
+
+LAYERS = {"resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29", "efficientnet_lite0": "bn2"}
+
+
+def build_model(name: str) -> nn.Module:
+    """Random weights are fine for timing; the default model loads its real weights (offline)."""
+    if name == "efficientnet_lite0":
+        from mieruka import load_model
+
+        return load_model().model.eval()
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    # Random heads give maps spanning ~1e-15, which pytorch-grad-cam's additive epsilon flattens; a
+    # larger head scales every map by one constant and keeps the agreement check meaningful.
+    with torch.no_grad():
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+        last.weight.mul_(1e6)
+    return model
+
+
+def module(model: nn.Module, name: str) -> nn.Module:
+    return dict(model.named_modules())[name]
+
+
+def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def implementations(model: nn.Module, layer_name: str, k: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """name -> f(x) returning the normalized maps (N*k, H, W) for the top-k classes (k=1: predicted)."""
+    from mieruka import GradCAM
+
+    layer = module(model, layer_name)
+    size = None
+    mieruka_cam = GradCAM(model, layer_name)
+
+    def inference(x):
+        with torch.inference_mode():
+            return model(x)
+
+    def mieruka(x):
+        result = mieruka_cam(x, top_k=k if k > 1 else None)
+        return result.maps.reshape(-1, *x.shape[-2:])
+
+    def top_k(x):
+        with torch.no_grad():
+            return model(x).topk(k, dim=1).indices
+
+    def grad_cam_peer(x):
+        from pytorch_grad_cam import GradCAM as PGC
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        classes = top_k(x)
+        maps = []
+        with PGC(model=model, target_layers=[layer]) as cam:
+            for j in range(k):
+                maps.append(torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes[:, j]])))
+        return torch.stack(maps, 1).reshape(-1, *x.shape[-2:])
+
+    def captum_peer(x):
+        from captum.attr import LayerGradCam
+
+        classes = top_k(x)
+        method = LayerGradCam(model, layer)
+        maps = [
+            _upsample(method.attribute(x, target=classes[:, j].tolist(), relu_attributions=True)[:, 0], x.shape[-2:])
+            for j in range(k)
+        ]
+        return _normalize(torch.stack(maps, 1).reshape(-1, *x.shape[-2:]))
+
+    def torchcam_peer(x):
+        from torchcam.methods import GradCAM as TorchcamGradCAM
+
+        with TorchcamGradCAM(model, layer_name, input_shape=tuple(x.shape[1:])) as cam:
+            scores = model(x)
+            classes = scores.topk(k, dim=1).indices
+            maps = [
+                _upsample(cam(classes[:, j].tolist(), scores, retain_graph=j < k - 1)[0], x.shape[-2:])
+                for j in range(k)
+            ]
+        return torch.stack(maps, 1).reshape(-1, *x.shape[-2:])
+
+    del size
+    return {
+        "inference": inference,
+        "mieruka": mieruka,
+        "pytorch-grad-cam": grad_cam_peer,
+        "captum": captum_peer,
+        "torchcam": torchcam_peer,
+    }
+
+
+def _normalize(maps: torch.Tensor) -> torch.Tensor:
+    low = maps.amin((-2, -1), keepdim=True)
+    high = maps.amax((-2, -1), keepdim=True)
+    return (maps - low) / (high - low).clamp_min(1e-30)
+
+
+def time_row(model_name: str, batch: int, k: int, rounds: int, warmup: int = 2) -> dict:
+    model = build_model(model_name)
+    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    impls = implementations(model, LAYERS[model_name], k)
+    maps = {}
+    for name, run in impls.items():
+        for _ in range(warmup):
+            out = run(x)
+        if name != "inference":
+            maps[name] = _normalize(out.detach().float())
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name, run in impls.items():
+            gc.collect()
+            start = time.perf_counter()
+            run(x)
+            times[name].append(time.perf_counter() - start)
+    reference = maps["mieruka"]
+    row = {"model": model_name, "batch": batch, "k": k, "layer": LAYERS[model_name], "impls": {}}
+    for name, samples in times.items():
+        ratios = [t / base for t, base in zip(samples, times["inference"])]
+        entry = {"ms_per_image": 1000 * statistics.median(samples) / batch, "ratio": statistics.median(ratios)}
+        if name in maps and name != "mieruka":
+            entry["max_abs_diff"] = (maps[name] - reference).abs().max().item()
+        row["impls"][name] = entry
+    return row
+
+
+# ---- memory: one fresh process per implementation ------------------------------------------------
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def memory_child(model_name: str, batch: int, impl: str) -> None:
+    """Runs in a subprocess: peak RSS growth (MB) of one call, printed as JSON."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    model = build_model(model_name)
+    x = torch.randn(batch, 3, 224, 224)
+    run = implementations(model, LAYERS[model_name], 1)[impl]
+    run(x[:1])  # load lazy modules, allocate caches that a second call would reuse
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    before = _rss_kib("VmRSS")
+    run(x)
+    peak = _rss_kib("VmHWM")
+    print(json.dumps({"peak_mb": (peak - before) / 1024}))
+
+
+def memory_row(model_name: str, batch: int, impls: list[str]) -> dict[str, float]:
+    peaks = {}
+    for impl in impls:
+        output = subprocess.run(
+            [sys.executable, __file__, "--memory-child", model_name, str(batch), impl],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        peaks[impl] = json.loads(output.strip().splitlines()[-1])["peak_mb"]
+    return peaks
+
+
+# ---- end to end: a folder of photos ----------------------------------------------------------------
+
+
+def make_folder(count: int, folder: Path) -> Path:
+    """`count` JPEG photos of mixed sizes up to 4000x3000 (smooth random content), made once and kept."""
+    import numpy as np
+    from PIL import Image
+
+    sizes = [(4000, 3000), (3000, 4000), (1920, 1080), (1024, 768), (640, 480), (2048, 1536), (800, 800), (451, 300)]
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        path = folder / f"photo{i:03d}.jpg"
+        if path.exists():
+            continue
+        width, height = sizes[i % len(sizes)]
+        small = rng.integers(0, 256, (height // 50 + 2, width // 50 + 2, 3), dtype=np.uint8)
+        Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC).save(path, quality=90)
+    return folder
+
+
+def folder_row(count: int, rounds: int, batch: int = 16) -> dict:
+    """`mieruka explain` over the folder vs bare decode + preprocess + inference, same model and batches."""
+    from torch.utils.data import DataLoader
+
+    from mieruka.batch import _Photos  # the same decoding path mieruka uses
+    from mieruka.cli import main
+    from mieruka.images import find_images
+    from mieruka.models import load_model
+
+    folder = make_folder(count, HERE / ".cache" / f"photos{count}")
+    paths = find_images([folder])
+    workers = min(4, os.cpu_count() or 1)
+
+    def bare():
+        loaded = load_model()
+        loader = DataLoader(_Photos(paths, loaded.preprocess), batch_size=batch, num_workers=workers, collate_fn=list)
+        for items in loader:
+            with torch.inference_mode():
+                loaded.model(torch.stack([item[1] for item in items]))
+
+    def explain():
+        with tempfile.TemporaryDirectory() as out:
+            code = main(["explain", str(folder), "--out", out, "--quiet", "--batch-size", str(batch)])
+            assert code == 0
+
+    times = {"bare": [], "mieruka explain": []}
+    for _ in range(rounds):
+        for name, run in (("bare", bare), ("mieruka explain", explain)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    ratios = [t / b for t, b in zip(times["mieruka explain"], times["bare"])]
+    return {
+        "photos": count,
+        "bare_s": statistics.median(times["bare"]),
+        "mieruka_s": statistics.median(times["mieruka explain"]),
+        "ratio": statistics.median(ratios),
+    }
+
+
+# ---- report -------------------------------------------------------------------------------------------
+
+
+PEERS = ["mieruka", "pytorch-grad-cam", "captum", "torchcam"]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"device {device}, Python {platform.python_version()}"
+    )
+
+
+def table(rows: list[dict], memory: dict, folder: dict | None) -> str:
+    lines = [
+        "| model | batch | targets | inference | " + " | ".join(PEERS) + " | max map diff vs mieruka |",
+        "|---|---|---|---|" + "---|" * len(PEERS) + "---|",
+    ]
+    for row in rows:
+        impls = row["impls"]
+        cells = [f"{impls['inference']['ms_per_image']:.1f} (1.00x)"]
+        for peer in PEERS:
+            entry = impls[peer]
+            cells.append(f"{entry['ms_per_image']:.1f} ({entry['ratio']:.2f}x)")
+        diff = max(impls[p].get("max_abs_diff", 0.0) for p in PEERS[1:])
+        lines.append(
+            f"| {row['model']} | {row['batch']} | {'top-' + str(row['k']) if row['k'] > 1 else 'top-1'} | "
+            + " | ".join(cells)
+            + f" | {diff:.1e} |"
+        )
+    text = "ms per image (ratio to inference in the same rounds, median of per-round ratios)\n\n" + "\n".join(lines)
+    if memory:
+        text += "\n\nPeak resident memory growth of one call, MB (fresh process each)\n\n"
+        text += "| model | batch | inference | " + " | ".join(PEERS) + " |\n|---|---|---|" + "---|" * len(PEERS) + "\n"
+        for (model_name, batch), peaks in memory.items():
+            base = peaks["inference"]
+            cells = [f"{peaks['inference']:.0f}"] + [f"{peaks[p]:.0f} ({peaks[p] / base:.2f}x)" for p in PEERS]
+            text += f"| {model_name} | {batch} | " + " | ".join(cells) + " |\n"
+    if folder:
+        text += (
+            f"\nEnd to end over a folder of {folder['photos']} JPEG photos of mixed sizes up to 4000x3000 "
+            f"(default model, overlays written at full size): bare decode + preprocess + inference "
+            f"{folder['bare_s']:.1f} s, `mieruka explain` {folder['mieruka_s']:.1f} s ({folder['ratio']:.2f}x)\n"
+        )
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and rows")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--models", default="resnet18,resnet50,vgg16,efficientnet_lite0")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-folder", action="store_true")
+    parser.add_argument("--memory-child", nargs=3, metavar=("MODEL", "BATCH", "IMPL"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None, help="result file name (default: cpu-<date>.md)")
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child[0], int(args.memory_child[1]), args.memory_child[2])
+        return
+    torch.set_num_threads(args.threads)
+    os.environ["BENCH_THREADS"] = str(args.threads)
+    rounds = args.rounds or (3 if args.quick else 9)
+    models = args.models.split(",")
+    rows = []
+    for model_name in models:
+        big = 8 if model_name == "vgg16" else 16
+        batches = [big] if args.quick else [1, big]
+        for batch in batches:
+            rows.append(time_row(model_name, batch, 1, rounds))
+            print(f"timed {model_name} batch {batch}", file=sys.stderr)
+    for model_name in models[:1] if args.quick else ["resnet50"]:
+        rows.append(time_row(model_name, 16, 5, rounds))
+        print(f"timed {model_name} top-5", file=sys.stderr)
+    memory = {}
+    if not args.no_memory:
+        memory[("resnet50", 16)] = memory_row("resnet50", 16, ["inference", *PEERS])
+        print("measured memory", file=sys.stderr)
+    folder = None if args.no_folder else folder_row(16 if args.quick else 64, 1 if args.quick else 3)
+    report = table(rows, memory, folder)
+    header = f"# Grad-CAM benchmark\n\n{machine()}\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {rounds} rounds{' (quick)' if args.quick else ''}\n\n"
+    print(report)
+    RESULTS.mkdir(exist_ok=True)
+    kind = "cuda" if torch.cuda.is_available() else "cpu"
+    name = args.out or f"{kind}{'-quick' if args.quick else ''}.md"
+    (RESULTS / name).write_text(header + report)
+    (RESULTS / name).with_suffix(".json").write_text(json.dumps({"rows": rows, "memory": {f"{m} {b}": v for (m, b), v in memory.items()}, "folder": folder}, indent=1))
+    print(f"written to {RESULTS / name}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
