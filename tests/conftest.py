@@ -57,3 +57,19 @@ def default_model():
     from mieruka import load_model
 
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def shapes_net():
+    """A small CNN trained on synthetic shapes (about 30 s, once per session)."""
+    from synthetic import train_shapes_net
+
+    return train_shapes_net()
+
+
+@pytest.fixture(scope="session")
+def held_out():
+    """Held-out synthetic images with their labels and ground-truth object masks."""
+    from synthetic import make_shapes
+
+    return make_shapes(300, seed=999)

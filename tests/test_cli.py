@@ -190,3 +190,44 @@ def test_help_has_examples():
     for command in ("explain", "layers"):
         run = mieruka(command, "--help")
         assert run.returncode == 0 and "examples:" in run.stdout
+
+
+def test_method_all_writes_a_comparison_panel_and_a_png_per_method(tmp_path):
+    run = mieruka(
+        "explain",
+        SAMPLES / "cat.jpg",
+        "--method",
+        "all",
+        "--out",
+        tmp_path,
+        "--model",
+        "resnet18",
+        "--score-channels",
+        "32",
+    )
+    assert run.returncode == 0, run.stderr
+    record = _records(tmp_path)[0]
+    assert set(record["outputs"]) == {
+        "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigengradcam", "eigencam",
+        "scorecam", "ablationcam", "guidedbackprop", "guidedgradcam",
+    }  # fmt: skip
+    assert len({Path(p).name for p in record["outputs"].values()}) == 11
+    for path in record["outputs"].values():
+        assert Image.open(path).size == (451, 300)
+    panel = Image.open(record["output"])
+    assert record["output"].endswith("_methods.png") and panel.width > 1000 and panel.height > 600
+    assert not _leftovers(tmp_path)
+
+
+def test_methods_lists_every_method():
+    run = mieruka("methods")
+    assert run.returncode == 0
+    names = [line.split()[0] for line in run.stdout.splitlines()[:11]]
+    assert (
+        names[:3] == ["gradcam", "gradcam++", "xgradcam"] and "scorecam" in names and "guidedgradcam" in names
+    )
+
+
+def test_unknown_method_is_one_line(tmp_path):
+    run = mieruka("explain", SAMPLES / "cat.jpg", "--method", "gradcam,gradkam", "--out", tmp_path)
+    assert run.returncode == 2 and "unknown method 'gradkam'" in run.stderr and "Traceback" not in run.stderr

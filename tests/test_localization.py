@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from mieruka import GradCAM
 from mieruka.metrics import pointing_game
-from synthetic import make_shapes, train_shapes_net
 
 TOLERANCE = 4  # the pointing game's 15 pixels at 224, scaled to these 64-pixel images
-
-
-@pytest.fixture(scope="session")
-def shapes_net():
-    return train_shapes_net()
-
-
-@pytest.fixture(scope="session")
-def held_out():
-    return make_shapes(300, seed=999)
 
 
 def test_the_trained_net_classifies_held_out_shapes(shapes_net, held_out):

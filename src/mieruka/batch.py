@@ -75,6 +75,7 @@ def explain_files(
     cam: CAM,
     out_dir: Path,
     *,
+    methods: Sequence[str] | None = None,
     targets: TargetSpec = None,
     top_k: int | None = None,
     options: RenderOptions | None = None,
@@ -83,8 +84,12 @@ def explain_files(
     device: torch.device | str = "cpu",
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[ImageResult]:
-    """Explain `paths` and write one picture per photo and target into `out_dir`; yields in input order."""
+    """Explain `paths` and write one picture per photo, target and method into `out_dir`.
+
+    With several `methods` each also gets a comparison panel. Yields results in input order.
+    """
     options = options or RenderOptions()
+    methods = list(methods or [cam.method])
     device = torch.device(device)
     if workers is None:
         workers = 0 if len(paths) <= 4 else min(4, os.cpu_count() or 1)
@@ -105,11 +110,13 @@ def explain_files(
             results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
             if good:
                 inputs = torch.stack([item[1] for item in good]).to(device, non_blocking=True)
-                result = cam(inputs, targets, top_k=top_k if top_k and top_k > 1 else None)
+                by_method = cam.compare(
+                    inputs, methods, targets, top_k=top_k if top_k and top_k > 1 else None
+                )
                 for row, (index, _, photo, _) in enumerate(good):
                     jobs = _render_one(
                         loaded,
-                        result,
+                        by_method,
                         row,
                         photo,
                         paths[index],
@@ -145,7 +152,7 @@ def _finish(result: ImageResult, jobs: list[Future]) -> ImageResult:
 
 def _render_one(
     loaded: LoadedModel,
-    result,
+    by_method: dict,
     row: int,
     photo: torch.Tensor,
     path: Path,
@@ -155,57 +162,82 @@ def _render_one(
     device: torch.device,
     outcome: ImageResult,
 ) -> list[Future]:
-    """Map one photo's maps back onto it, render each target, queue the writes, fill the records."""
-    raw = result.raw[row]
-    raw = raw.unsqueeze(0) if raw.dim() == 2 else raw  # (K, h, w)
-    empty = result.empty[row].reshape(-1)
+    """Map one photo's maps back onto it, render each target and method, queue the writes, fill the records."""
     photo = photo.to(device)
-    box = loaded.preprocess.crop_box((photo.shape[-1], photo.shape[-2]))
-    on_photo, inside = to_photo(raw, box, (photo.shape[-1], photo.shape[-2]))
-    on_photo, _ = normalize(on_photo)
-    probs = result.probs[row]
+    size = (photo.shape[-1], photo.shape[-2])
+    box = loaded.preprocess.crop_box(size)
+    on_photo, raws = {}, {}
+    for method, result in by_method.items():
+        raw = result.raw[row]
+        raws[method] = raw.unsqueeze(0) if raw.dim() == 2 else raw  # (K, h, w)
+        mapped, inside = to_photo(raws[method], box, size)
+        on_photo[method] = normalize(mapped)[0]
+    first = next(iter(by_method.values()))
+    probs = first.probs[row]
     top = probs.topk(min(5, probs.numel()))
     top5 = [
         {"label": _label(loaded, i), "index": i, "probability": round(p, 6)}
         for p, i in zip(top.values.tolist(), top.indices.tolist())
     ]
-    indices = result.targets[row].reshape(-1).tolist() if result.targets is not None else [None]
+    indices = first.targets[row].reshape(-1).tolist() if first.targets is not None else [None]
+    several = len(by_method) > 1
     jobs: list[Future] = []
     for k, index in enumerate(indices):
         label = _label(loaded, index) if index is not None else "target"
         probability = float(probs[index]) if index is not None else None
-        output = namer.name(path.stem, label, ".png")
         title = label if probability is None else f"{label}  (p = {probability:.3f})"
-        picture = render.draw(
-            photo,
-            on_photo[k],
-            inside,
-            style=options.style,
-            colormap=options.colormap,
-            alpha=options.alpha,
-            title=title,
-        )
-        if isinstance(picture, torch.Tensor):
-            picture = picture.cpu()
-        jobs.append(writers.submit(render.save_png, picture, output))
+        outputs, maps_paths = {}, {}
+        for method in by_method:
+            output = namer.name(path.stem, f"{label}_{method}" if several else label, ".png")
+            picture = render.draw(
+                photo,
+                on_photo[method][k],
+                inside,
+                style=options.style,
+                colormap=options.colormap,
+                alpha=options.alpha,
+                title=f"{title} - {method}" if several else title,
+            )
+            if isinstance(picture, torch.Tensor):
+                picture = picture.cpu()
+            jobs.append(writers.submit(render.save_png, picture, output))
+            outputs[method] = str(output)
+            if options.save_maps:
+                maps_path = output.with_suffix(".npy")
+                jobs.append(writers.submit(_save_npy, raws[method][k].float().cpu().numpy(), maps_path))
+                maps_paths[method] = str(maps_path)
         record = {
             "file": str(path),
             "label": label,
             "index": index,
             "probability": None if probability is None else round(probability, 6),
             "rank": k + 1,
-            "layer": result.layer,
-            "method": result.method,
-            "empty": bool(empty[k]),
-            "output": str(output),
+            "layer": first.layer,
+            "method": ",".join(by_method),
+            "empty": bool(first.empty[row].reshape(-1)[k]),
+            "output": next(iter(outputs.values())),
             "top5": top5,
         }
+        if several:
+            comparison = _comparison(photo, on_photo, k, inside, title, options)
+            panel_path = namer.name(path.stem, f"{label}_methods", ".png")
+            jobs.append(writers.submit(render.save_png, comparison, panel_path))
+            record["output"] = str(panel_path)
+            record["outputs"] = outputs
+            record["empty"] = {m: bool(r.empty[row].reshape(-1)[k]) for m, r in by_method.items()}
         if options.save_maps:
-            maps_path = output.with_suffix(".npy")
-            jobs.append(writers.submit(_save_npy, raw[k].float().cpu().numpy(), maps_path))
-            record["map"] = str(maps_path)
+            record["map"] = maps_paths if several else next(iter(maps_paths.values()))
         outcome.records.append(record)
     return jobs
+
+
+def _comparison(photo, on_photo: dict, k: int, inside, title: str, options: RenderOptions):
+    """photo | method 1 | method 2 | ... as labelled overlays, one picture."""
+    columns = [
+        (method, render.overlay(photo, maps[k], inside, colormap=options.colormap, alpha=options.alpha).cpu())
+        for method, maps in on_photo.items()
+    ]
+    return render.panel(photo.cpu(), None, None, title, colormap=options.colormap, columns=columns)
 
 
 def _label(loaded: LoadedModel, index: int) -> str:
@@ -222,7 +254,8 @@ class _Namer:
         self.used: set[str] = set()
 
     def name(self, stem: str, label: str, suffix: str) -> Path:
-        base = f"{stem}_{re.sub(r'[^0-9A-Za-z.-]+', '_', label).strip('_') or 'class'}"
+        readable = label.replace("+", "p")  # gradcam++ -> gradcampp
+        base = f"{stem}_{re.sub(r'[^0-9A-Za-z.-]+', '_', readable).strip('_') or 'class'}"
         candidate, number = base, 1
         while candidate in self.used:
             number += 1

@@ -254,12 +254,14 @@ class CAM:
         size = tuple(inputs.shape[-2:])
         shift = max(1, min(size) // 28)
         total = {name: normalize(upsample(raw, size))[0] for name, raw in raws.items()}
+        # identity, mirror, and horizontal shifts both ways: a set closed under mirroring, so smoothing
+        # commutes with flipping the input
         for flip, dy, dx in (
             (True, 0, 0),
-            (False, shift, shift),
-            (True, shift, shift),
-            (False, -shift, -shift),
-            (True, -shift, -shift),
+            (False, 0, shift),
+            (True, 0, shift),
+            (False, 0, -shift),
+            (True, 0, -shift),
         ):
             augmented = _shift(inputs.flip(-1) if flip else inputs, dy, dx)
             captured = self._capture(augmented, layers, chosen, lambda logits: targets)

@@ -17,6 +17,8 @@ EXPLAIN_EXAMPLES = """examples:
   mieruka explain cat.jpg --target "tabby" --style panel
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
   mieruka explain photo.jpg --model vgg16 --weights IMAGENET1K_V1 --layer features.29
+  mieruka explain cat.jpg --method gradcam,gradcam++,layercam,scorecam   # side by side
+  mieruka explain cat.jpg --method all --layer layer3,layer4 --model resnet18
 """
 
 LAYERS_EXAMPLES = """examples:
@@ -54,6 +56,25 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arguments(explain)
     explain.add_argument(
         "--layer", metavar="NAME", help="dotted module name(s), comma-separated to fuse (default: automatic)"
+    )
+    explain.add_argument(
+        "--method",
+        default="gradcam",
+        metavar="NAMES",
+        help="CAM method(s), comma-separated, or 'all'; several give a comparison panel "
+        "(default: %(default)s; `mieruka methods` lists them)",
+    )
+    explain.add_argument(
+        "--eigen-smooth", action="store_true", help="reduce channels by their first principal component"
+    )
+    explain.add_argument(
+        "--aug-smooth", action="store_true", help="average over mirrored and shifted inputs (6 passes)"
+    )
+    explain.add_argument(
+        "--score-channels",
+        type=int,
+        metavar="N",
+        help="Score-CAM: use only the N most active channels (faster, approximate)",
     )
     explain.add_argument(
         "--target", metavar="CLASS", help="class index or name to explain (default: the predicted class)"
@@ -106,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arguments(layers)
     layers.add_argument("--all", action="store_true", help="also list modules that did not run")
     _common(layers)
+
+    methods = commands.add_parser(
+        "methods",
+        help="list the CAM methods",
+        description="List the CAM methods with one line each.",
+        epilog="examples:\n  mieruka methods\n  mieruka explain cat.jpg --method all\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(methods)
     return parser
 
 
@@ -150,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "explain":
             return run_explain(args, parser)
+        if args.command == "methods":
+            return run_methods()
         return run_layers(args)
     except KeyboardInterrupt:
         print("mieruka: interrupted", file=sys.stderr)
@@ -213,6 +245,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from .batch import RenderOptions, explain_files, write_jsonl
     from .cam import CAM
     from .images import find_images
+    from .methods import parse_methods
     from .render import colormap_table
 
     if args.top_k < 1:
@@ -223,6 +256,9 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.target is not None and args.top_k > 1:
         raise ValueError("--target and --top-k exclude each other: explain one class, or the K best")
+    if args.score_channels is not None and args.score_channels < 1:
+        raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
+    methods = [m.name for m in parse_methods(args.method)]
     colormap_table(args.colormap)  # fail early on a wrong colormap name
     paths = find_images(args.paths)
     if not paths:
@@ -231,7 +267,15 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         )
 
     loaded, device = _load(args)
-    cam = CAM(loaded.model, args.layer, labels=loaded.labels)
+    cam = CAM(
+        loaded.model,
+        args.layer,
+        method=methods[0],
+        labels=loaded.labels,
+        eigen_smooth=args.eigen_smooth,
+        aug_smooth=args.aug_smooth,
+        score_channels=args.score_channels,
+    )
     cam.layers(_dummy_input(loaded, device))  # a wrong --layer fails here, before any file is read
     target = _parse_target(args.target, loaded.labels)
     out_dir = Path(args.out)
@@ -243,6 +287,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         loaded,
         cam,
         out_dir,
+        methods=methods,
         targets=target,
         top_k=args.top_k,
         options=RenderOptions(args.style, args.colormap, args.alpha, args.save_maps),
@@ -293,7 +338,8 @@ def _print_summary(records: list[dict]) -> None:
     others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in first["top5"][:5])
     print(f"{first['file']}: {others}")
     for record in records:
-        note = " (empty map: no positive evidence)" if record["empty"] else ""
+        empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
+        note = " (empty map: no positive evidence)" if empty else ""
         print(f"  {record['label']} -> {record['output']}{note}")
 
 
@@ -319,6 +365,18 @@ class _Progress:
         if self.enabled:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+def run_methods() -> int:
+    from .methods import METHODS
+
+    width = max(len(name) for name in METHODS)
+    for name, method in METHODS.items():
+        print(f"{name:<{width}}  {method.kind:<12}  {method.summary}")
+    print(
+        "\nGradient methods and eigencam share one forward/backward pass; pick several with --method a,b,c."
+    )
+    return 0
 
 
 def run_layers(args) -> int:

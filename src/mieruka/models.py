@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -276,7 +277,11 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
         raise ModelError(f"--weights {path}: no such file")
     if _is_torchscript(path):
         try:
-            return _strip_prefixes(torch.jit.load(str(path), map_location="cpu").state_dict())
+            with warnings.catch_warnings():
+                warnings.simplefilter(
+                    "ignore", FutureWarning
+                )  # torch.jit is deprecated; its files still load
+                return _strip_prefixes(torch.jit.load(str(path), map_location="cpu").state_dict())
         except RuntimeError as error:
             raise ModelError(f"--weights {path}: cannot read this TorchScript file ({error})") from None
     try:

@@ -74,8 +74,8 @@ def heatmap(maps: torch.Tensor, inside: torch.Tensor, *, colormap: str = "jet") 
 
 def panel(
     photo: torch.Tensor,
-    maps: torch.Tensor,
-    inside: torch.Tensor,
+    maps: torch.Tensor | None,
+    inside: torch.Tensor | None,
     title: str,
     *,
     colormap: str = "jet",
@@ -84,30 +84,35 @@ def panel(
 ) -> np.ndarray:
     """Photo | heatmap | overlay with a title and a colour bar, as an RGB array (H, W, 3).
 
-    `columns` replaces the default heatmap/overlay pair with labelled overlays, e.g. one per method.
+    `columns` replaces the heatmap/overlay pair with labelled pictures, e.g. one overlay per method;
+    they are laid out at most four to a row.
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     if columns is None:
-        columns = [("heatmap", heatmap(maps, inside, colormap=colormap)), ("overlay", None)]
+        if maps is None or inside is None:
+            raise ValueError("panel needs maps and inside, or columns")
+        columns = [
+            ("heatmap", heatmap(maps, inside, colormap=colormap)),
+            ("overlay", overlay(photo, maps, inside, colormap=colormap, alpha=alpha)),
+        ]
+    pictures = [("photo", photo), *columns]
+    per_row = min(4, len(pictures))
+    rows = -(-len(pictures) // per_row)
     height, width = photo.shape[-2:]
-    count = 1 + len(columns)
-    aspect = width / height
-    figure = Figure(figsize=(3.2 * aspect * count + 0.8, 3.6), dpi=110, layout="constrained")
-    axes = figure.subplots(1, count)
-    pictures = [("photo", photo)]
-    for label, picture in columns:
-        if picture is None:
-            picture = overlay(photo, maps, inside, colormap=colormap, alpha=alpha)
-        pictures.append((label, picture))
+    figure = Figure(
+        figsize=(3.2 * width / height * per_row + 0.8, 3.2 * rows + 0.5), dpi=110, layout="constrained"
+    )
+    axes = figure.subplots(rows, per_row, squeeze=False).flatten()
+    for axis in axes:
+        axis.axis("off")
     for axis, (label, picture) in zip(axes, pictures):
         axis.imshow(picture.permute(1, 2, 0).cpu().numpy())
         axis.set_title(label, fontsize=9)
-        axis.axis("off")
     mappable = matplotlib.cm.ScalarMappable(cmap=colormap, norm=matplotlib.colors.Normalize(0, 1))
-    figure.colorbar(mappable, ax=axes[-1], fraction=0.05, pad=0.02, label="relevance")
+    figure.colorbar(mappable, ax=list(axes), fraction=0.02, pad=0.01, label="relevance")
     figure.suptitle(title, fontsize=11)
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
