@@ -64,7 +64,9 @@ def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
-def implementations(model: nn.Module, layer_name: str, k: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def implementations(
+    model: nn.Module, layer_name: str, k: int
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     """name -> f(x) returning the normalized maps (N*k, H, W) for the top-k classes (k=1: predicted)."""
     from mieruka import GradCAM
 
@@ -92,7 +94,11 @@ def implementations(model: nn.Module, layer_name: str, k: int) -> dict[str, Call
         maps = []
         with PGC(model=model, target_layers=[layer]) as cam:
             for j in range(k):
-                maps.append(torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes[:, j]])))
+                maps.append(
+                    torch.from_numpy(
+                        cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in classes[:, j]])
+                    )
+                )
         return torch.stack(maps, 1).reshape(-1, *x.shape[-2:])
 
     def captum_peer(x):
@@ -101,7 +107,9 @@ def implementations(model: nn.Module, layer_name: str, k: int) -> dict[str, Call
         classes = top_k(x)
         method = LayerGradCam(model, layer)
         maps = [
-            _upsample(method.attribute(x, target=classes[:, j].tolist(), relu_attributions=True)[:, 0], x.shape[-2:])
+            _upsample(
+                method.attribute(x, target=classes[:, j].tolist(), relu_attributions=True)[:, 0], x.shape[-2:]
+            )
             for j in range(k)
         ]
         return _normalize(torch.stack(maps, 1).reshape(-1, *x.shape[-2:]))
@@ -134,16 +142,17 @@ def _normalize(maps: torch.Tensor) -> torch.Tensor:
     return (maps - low) / (high - low).clamp_min(1e-30)
 
 
-def time_row(model_name: str, batch: int, k: int, rounds: int, warmup: int = 2) -> dict:
-    model = build_model(model_name)
-    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    impls = implementations(model, LAYERS[model_name], k)
-    maps = {}
+def interleave(impls: dict, x: torch.Tensor, rounds: int, warmup: int, baseline: str, reference: str) -> dict:
+    """Time every implementation once per round, in turn; medians of times and of per-round ratios.
+
+    Also compares each implementation's normalized maps with the `reference` one (max abs difference).
+    """
+    outputs = {}
     for name, run in impls.items():
         for _ in range(warmup):
             out = run(x)
-        if name != "inference":
-            maps[name] = _normalize(out.detach().float())
+        if isinstance(out, torch.Tensor) and out.dim() == 3:
+            outputs[name] = _normalize(out.detach().float())
     times: dict[str, list[float]] = {name: [] for name in impls}
     for _ in range(rounds):
         for name, run in impls.items():
@@ -151,15 +160,146 @@ def time_row(model_name: str, batch: int, k: int, rounds: int, warmup: int = 2) 
             start = time.perf_counter()
             run(x)
             times[name].append(time.perf_counter() - start)
-    reference = maps["mieruka"]
-    row = {"model": model_name, "batch": batch, "k": k, "layer": LAYERS[model_name], "impls": {}}
+    entries = {}
     for name, samples in times.items():
-        ratios = [t / base for t, base in zip(samples, times["inference"])]
-        entry = {"ms_per_image": 1000 * statistics.median(samples) / batch, "ratio": statistics.median(ratios)}
-        if name in maps and name != "mieruka":
-            entry["max_abs_diff"] = (maps[name] - reference).abs().max().item()
-        row["impls"][name] = entry
+        ratios = [t / base for t, base in zip(samples, times[baseline])]
+        entry = {
+            "ms_per_image": 1000 * statistics.median(samples) / len(x),
+            "ratio": statistics.median(ratios),
+        }
+        if name in outputs and reference in outputs and name != reference:
+            entry["max_abs_diff"] = (outputs[name] - outputs[reference]).abs().max().item()
+        entries[name] = entry
+    return entries
+
+
+def time_row(model_name: str, batch: int, k: int, rounds: int, warmup: int = 2) -> dict:
+    model = build_model(model_name)
+    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    impls = implementations(model, LAYERS[model_name], k)
+    row = {"model": model_name, "batch": batch, "k": k, "layer": LAYERS[model_name]}
+    row["impls"] = interleave(impls, x, rounds, warmup, "inference", "mieruka")
     return row
+
+
+SEVEN = ["gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigengradcam", "eigencam"]
+PGC_CLASSES = ["GradCAM", "GradCAMPlusPlus", "XGradCAM", "HiResCAM", "LayerCAM", "EigenGradCAM", "EigenCAM"]
+
+
+def methods_row(rounds: int) -> dict:
+    """All seven gradient-based methods at once (resnet50, batch 16) against one inference pass."""
+    import pytorch_grad_cam
+
+    from mieruka import CAM
+
+    model = build_model("resnet50")
+    x = torch.randn(16, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    cam = CAM(model, "layer4")
+
+    def inference(x):
+        with torch.inference_mode():
+            return model(x)
+
+    def ours(x):
+        return cam.compare(x, SEVEN)
+
+    def peers(x):
+        for name in PGC_CLASSES:
+            with getattr(pytorch_grad_cam, name)(model=model, target_layers=[model.layer4]) as peer:
+                peer(input_tensor=x, targets=None)
+
+    entries = interleave(
+        {"inference": inference, "mieruka": ours, "pytorch-grad-cam": peers},
+        x,
+        rounds,
+        1,
+        "inference",
+        "mieruka",
+    )
+    return {"model": "resnet50", "batch": 16, "what": "7 gradient methods", "impls": entries}
+
+
+def scorecam_row(rounds: int, fast_channels: int = 64) -> dict:
+    """Score-CAM on resnet18 layer4 (512 channels), one image: against its floor of 512 inference passes."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchcam.methods import ScoreCAM as TorchcamScoreCAM
+
+    from mieruka import CAM
+
+    torch.manual_seed(0)
+    import torchvision
+
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    exact = CAM(model, "layer4", method="scorecam", batch_size=64)
+    fast = CAM(model, "layer4", method="scorecam", batch_size=64, score_channels=fast_channels)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+    floor_batch = x.expand(64, -1, -1, -1).contiguous()
+
+    def floor(x):
+        with torch.inference_mode():
+            for _ in range(512 // 64):
+                model(floor_batch)
+
+    def peer_pgc(x):
+        with pytorch_grad_cam.ScoreCAM(model=model, target_layers=[model.layer4]) as peer:
+            peer.batch_size = 64
+            return torch.from_numpy(peer(input_tensor=x, targets=[ClassifierOutputTarget(target)]))
+
+    def peer_torchcam(x):
+        with TorchcamScoreCAM(model, "layer4", batch_size=64) as peer:
+            with torch.no_grad():
+                model(x)
+            return _upsample(peer(target)[0], x.shape[-2:])
+
+    impls = {
+        "512 inference passes": floor,
+        "mieruka": lambda x: exact(x, target).maps,
+        f"mieruka top-{fast_channels} channels": lambda x: fast(x, target).maps,
+        "pytorch-grad-cam": peer_pgc,
+        "torchcam": peer_torchcam,
+    }
+    import contextlib as _c
+    import io
+
+    with _c.redirect_stderr(io.StringIO()):  # pytorch-grad-cam draws tqdm bars
+        entries = interleave(impls, x, rounds, 0, "512 inference passes", "mieruka")
+    return {"model": "resnet18", "batch": 1, "what": "Score-CAM", "impls": entries}
+
+
+def ablation_row(model_name: str, rounds: int) -> dict:
+    """Ablation-CAM, one image: mieruka re-runs only the part after the layer; pytorch-grad-cam the whole net."""
+    import contextlib as _c
+    import io
+
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from mieruka import CAM
+
+    model = build_model(model_name)
+    layer = LAYERS[model_name]
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    ours = CAM(model, layer, method="ablationcam", batch_size=256)
+    with torch.no_grad():
+        target = int(model(x).argmax())
+
+    def inference(x):
+        with torch.inference_mode():
+            return model(x)
+
+    def peer(x):
+        with pytorch_grad_cam.AblationCAM(model=model, target_layers=[model.get_submodule(layer)]) as cam:
+            cam.batch_size = 64
+            return torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(target)]))
+
+    impls = {"inference": inference, "mieruka": lambda x: ours(x, target).maps, "pytorch-grad-cam": peer}
+    with _c.redirect_stderr(io.StringIO()):
+        ours(x[:, :, :64, :64])  # warm up our side (the fx split is built once per layer)
+        entries = interleave(impls, x, rounds, 0, "inference", "mieruka")
+    return {"model": model_name, "batch": 1, "what": "Ablation-CAM", "impls": entries}
 
 
 # ---- memory: one fresh process per implementation ------------------------------------------------
@@ -195,6 +335,9 @@ def memory_row(model_name: str, batch: int, impls: list[str]) -> dict[str, float
             capture_output=True,
             text=True,
             check=True,
+            # glibc keeps freed blocks below a moving threshold and RSS then lags behind live memory;
+            # a fixed threshold makes every large block come back at free(), so peaks are repeatable.
+            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},
         ).stdout
         peaks[impl] = json.loads(output.strip().splitlines()[-1])["peak_mb"]
     return peaks
@@ -208,7 +351,16 @@ def make_folder(count: int, folder: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    sizes = [(4000, 3000), (3000, 4000), (1920, 1080), (1024, 768), (640, 480), (2048, 1536), (800, 800), (451, 300)]
+    sizes = [
+        (4000, 3000),
+        (3000, 4000),
+        (1920, 1080),
+        (1024, 768),
+        (640, 480),
+        (2048, 1536),
+        (800, 800),
+        (451, 300),
+    ]
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(count):
@@ -221,7 +373,7 @@ def make_folder(count: int, folder: Path) -> Path:
     return folder
 
 
-def folder_row(count: int, rounds: int, batch: int = 16) -> dict:
+def folder_row(count: int, rounds: int, batch: int = 16, formats: tuple[str, ...] = ("png", "jpg")) -> dict:
     """`mieruka explain` over the folder vs bare decode + preprocess + inference, same model and batches."""
     from torch.utils.data import DataLoader
 
@@ -236,29 +388,44 @@ def folder_row(count: int, rounds: int, batch: int = 16) -> dict:
 
     def bare():
         loaded = load_model()
-        loader = DataLoader(_Photos(paths, loaded.preprocess), batch_size=batch, num_workers=workers, collate_fn=list)
+        loader = DataLoader(
+            _Photos(paths, loaded.preprocess), batch_size=batch, num_workers=workers, collate_fn=list
+        )
         for items in loader:
             with torch.inference_mode():
                 loaded.model(torch.stack([item[1] for item in items]))
 
-    def explain():
-        with tempfile.TemporaryDirectory() as out:
-            code = main(["explain", str(folder), "--out", out, "--quiet", "--batch-size", str(batch)])
-            assert code == 0
+    def explain(fmt: str):
+        def run():
+            with tempfile.TemporaryDirectory() as out:
+                args = [
+                    "explain",
+                    str(folder),
+                    "--out",
+                    out,
+                    "--quiet",
+                    "--batch-size",
+                    str(batch),
+                    "--format",
+                    fmt,
+                ]
+                assert main(args) == 0
 
-    times = {"bare": [], "mieruka explain": []}
+        return run
+
+    runs = {"bare": bare, **{f"mieruka explain --format {fmt}": explain(fmt) for fmt in formats}}
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
-        for name, run in (("bare", bare), ("mieruka explain", explain)):
+        for name, run in runs.items():
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
-    ratios = [t / b for t, b in zip(times["mieruka explain"], times["bare"])]
-    return {
-        "photos": count,
-        "bare_s": statistics.median(times["bare"]),
-        "mieruka_s": statistics.median(times["mieruka explain"]),
-        "ratio": statistics.median(ratios),
+    result = {"photos": count, "seconds": {name: statistics.median(t) for name, t in times.items()}}
+    result["ratios"] = {
+        name: statistics.median(t / b for t, b in zip(samples, times["bare"]))
+        for name, samples in times.items()
     }
+    return result
 
 
 # ---- report -------------------------------------------------------------------------------------------
@@ -281,6 +448,22 @@ def machine() -> str:
     )
 
 
+def extra_table(extras: list[dict]) -> str:
+    """One line per implementation for the method rows (their baselines differ)."""
+    lines = [
+        "| row | implementation | ms per image | ratio to baseline | max map diff vs mieruka |",
+        "|---|---|---|---|---|",
+    ]
+    for row in extras:
+        title = f"{row['what']}, {row['model']}, batch {row['batch']}"
+        for name, entry in row["impls"].items():
+            diff = f"{entry['max_abs_diff']:.1e}" if "max_abs_diff" in entry else ""
+            lines.append(
+                f"| {title} | {name} | {entry['ms_per_image']:.0f} | {entry['ratio']:.2f}x | {diff} |"
+            )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict], memory: dict, folder: dict | None) -> str:
     lines = [
         "| model | batch | targets | inference | " + " | ".join(PEERS) + " | max map diff vs mieruka |",
@@ -298,31 +481,46 @@ def table(rows: list[dict], memory: dict, folder: dict | None) -> str:
             + " | ".join(cells)
             + f" | {diff:.1e} |"
         )
-    text = "ms per image (ratio to inference in the same rounds, median of per-round ratios)\n\n" + "\n".join(lines)
+    text = "ms per image (ratio to inference in the same rounds, median of per-round ratios)\n\n" + "\n".join(
+        lines
+    )
     if memory:
         text += "\n\nPeak resident memory growth of one call, MB (fresh process each)\n\n"
-        text += "| model | batch | inference | " + " | ".join(PEERS) + " |\n|---|---|---|" + "---|" * len(PEERS) + "\n"
+        text += (
+            "| model | batch | inference | "
+            + " | ".join(PEERS)
+            + " |\n|---|---|---|"
+            + "---|" * len(PEERS)
+            + "\n"
+        )
         for (model_name, batch), peaks in memory.items():
             base = peaks["inference"]
-            cells = [f"{peaks['inference']:.0f}"] + [f"{peaks[p]:.0f} ({peaks[p] / base:.2f}x)" for p in PEERS]
+            cells = [f"{peaks['inference']:.0f}"] + [
+                f"{peaks[p]:.0f} ({peaks[p] / base:.2f}x)" for p in PEERS
+            ]
             text += f"| {model_name} | {batch} | " + " | ".join(cells) + " |\n"
     if folder:
         text += (
             f"\nEnd to end over a folder of {folder['photos']} JPEG photos of mixed sizes up to 4000x3000 "
-            f"(default model, overlays written at full size): bare decode + preprocess + inference "
-            f"{folder['bare_s']:.1f} s, `mieruka explain` {folder['mieruka_s']:.1f} s ({folder['ratio']:.2f}x)\n"
+            "(default model, batch 16, overlays written at each photo's full size; seconds, ratio to bare "
+            "decode + preprocess + inference)\n\n| run | seconds | ratio |\n|---|---|---|\n"
         )
+        for name, seconds in folder["seconds"].items():
+            text += f"| {name} | {seconds:.1f} | {folder['ratios'][name]:.2f}x |\n"
     return text
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and rows")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--models", default="resnet18,resnet50,vgg16,efficientnet_lite0")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--no-folder", action="store_true")
+    parser.add_argument("--no-methods", action="store_true", help="skip the CAM-family rows")
     parser.add_argument("--memory-child", nargs=3, metavar=("MODEL", "BATCH", "IMPL"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help="result file name (default: cpu-<date>.md)")
     args = parser.parse_args()
@@ -343,19 +541,41 @@ def main() -> None:
     for model_name in models[:1] if args.quick else ["resnet50"]:
         rows.append(time_row(model_name, 16, 5, rounds))
         print(f"timed {model_name} top-5", file=sys.stderr)
+    extras = []
+    if not args.no_methods:
+        extras.append(methods_row(rounds))
+        print("timed the seven gradient methods", file=sys.stderr)
+        extras.append(ablation_row("resnet18", 1 if args.quick else 3))
+        if not args.quick:  # pytorch-grad-cam needs about five minutes per resnet50 image here
+            extras.append(ablation_row("resnet50", 1))
+        print("timed Ablation-CAM", file=sys.stderr)
+        extras.append(scorecam_row(1 if args.quick else 3))
+        print("timed Score-CAM", file=sys.stderr)
     memory = {}
     if not args.no_memory:
         memory[("resnet50", 16)] = memory_row("resnet50", 16, ["inference", *PEERS])
         print("measured memory", file=sys.stderr)
     folder = None if args.no_folder else folder_row(16 if args.quick else 64, 1 if args.quick else 3)
     report = table(rows, memory, folder)
+    if extras:
+        report += (
+            "\n\nCAM methods (ms per image; ratios to the row's baseline, the first line)\n\n"
+            + extra_table(extras)
+            + "\n"
+        )
     header = f"# Grad-CAM benchmark\n\n{machine()}\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {rounds} rounds{' (quick)' if args.quick else ''}\n\n"
     print(report)
     RESULTS.mkdir(exist_ok=True)
     kind = "cuda" if torch.cuda.is_available() else "cpu"
     name = args.out or f"{kind}{'-quick' if args.quick else ''}.md"
     (RESULTS / name).write_text(header + report)
-    (RESULTS / name).with_suffix(".json").write_text(json.dumps({"rows": rows, "memory": {f"{m} {b}": v for (m, b), v in memory.items()}, "folder": folder}, indent=1))
+    record = {
+        "rows": rows,
+        "extras": extras,
+        "memory": {f"{m} {b}": v for (m, b), v in memory.items()},
+        "folder": folder,
+    }
+    (RESULTS / name).with_suffix(".json").write_text(json.dumps(record, indent=1))
     print(f"written to {RESULTS / name}", file=sys.stderr)
 
 

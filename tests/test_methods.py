@@ -184,7 +184,7 @@ def test_score_cam_fast_option_uses_fewer_passes(shapes_net, held_out):
 def test_ablation_cam_agrees_with_pytorch_grad_cam_and_reruns_only_the_tail(name):
     model = random_model(name)
     layer = "layer4" if name == "resnet18" else "features.29"
-    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(10))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(10))
     first = model.conv1 if name == "resnet18" else model.features[0]
     calls = []
     hook = first.register_forward_hook(lambda *args: calls.append(1))

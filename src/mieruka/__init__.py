@@ -7,7 +7,7 @@ from .images import CropBox, Preprocess, load_image, pil_to_tensor
 from .layers import auto_layer, resolve_layer, trace_layers
 from .maps import normalize, to_photo, upsample
 from .models import LoadedModel, load_labels, load_model
-from .render import classic, colorize, draw, heatmap, overlay, panel, save_png, show_on_photo
+from .render import classic, colorize, draw, heatmap, overlay, panel, save_image, save_png, show_on_photo
 
 try:
     __version__ = version("mieruka")
@@ -35,6 +35,7 @@ __all__ = [
     "panel",
     "pil_to_tensor",
     "resolve_layer",
+    "save_image",
     "save_png",
     "show_on_photo",
     "to_photo",

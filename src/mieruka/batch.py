@@ -36,6 +36,7 @@ class RenderOptions:
     colormap: str = "jet"
     alpha: float = 0.5
     save_maps: bool = False
+    format: str = "png"  # or "jpg": much faster to encode for large photos
 
 
 @dataclass
@@ -170,8 +171,8 @@ def _render_one(
     for method, result in by_method.items():
         raw = result.raw[row]
         raws[method] = raw.unsqueeze(0) if raw.dim() == 2 else raw  # (K, h, w)
-        mapped, inside = to_photo(raws[method], box, size)
-        on_photo[method] = normalize(mapped)[0]
+        # normalized at the layer's resolution, as the classic recipe does: no full-size pass
+        on_photo[method], inside = to_photo(normalize(raws[method])[0], box, size)
     first = next(iter(by_method.values()))
     probs = first.probs[row]
     top = probs.topk(min(5, probs.numel()))
@@ -181,6 +182,7 @@ def _render_one(
     ]
     indices = first.targets[row].reshape(-1).tolist() if first.targets is not None else [None]
     several = len(by_method) > 1
+    suffix = "." + options.format
     jobs: list[Future] = []
     for k, index in enumerate(indices):
         label = _label(loaded, index) if index is not None else "target"
@@ -188,7 +190,7 @@ def _render_one(
         title = label if probability is None else f"{label}  (p = {probability:.3f})"
         outputs, maps_paths = {}, {}
         for method in by_method:
-            output = namer.name(path.stem, f"{label}_{method}" if several else label, ".png")
+            output = namer.name(path.stem, f"{label}_{method}" if several else label, suffix)
             picture = render.draw(
                 photo,
                 on_photo[method][k],
@@ -200,7 +202,7 @@ def _render_one(
             )
             if isinstance(picture, torch.Tensor):
                 picture = picture.cpu()
-            jobs.append(writers.submit(render.save_png, picture, output))
+            jobs.append(writers.submit(render.save_image, picture, output))
             outputs[method] = str(output)
             if options.save_maps:
                 maps_path = output.with_suffix(".npy")
@@ -220,8 +222,8 @@ def _render_one(
         }
         if several:
             comparison = _comparison(photo, on_photo, k, inside, title, options)
-            panel_path = namer.name(path.stem, f"{label}_methods", ".png")
-            jobs.append(writers.submit(render.save_png, comparison, panel_path))
+            panel_path = namer.name(path.stem, f"{label}_methods", suffix)
+            jobs.append(writers.submit(render.save_image, comparison, panel_path))
             record["output"] = str(panel_path)
             record["outputs"] = outputs
             record["empty"] = {m: bool(r.empty[row].reshape(-1)[k]) for m, r in by_method.items()}

@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="heat opacity for --style overlay/panel (default: %(default)s)",
     )
     explain.add_argument(
+        "--format",
+        default="png",
+        choices=["png", "jpg"],
+        help="picture format; jpg encodes large photos ~20x faster (default: %(default)s)",
+    )
+    explain.add_argument(
         "--save-maps", action="store_true", help="also write each raw map at layer resolution as .npy"
     )
     explain.add_argument(
@@ -290,7 +296,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         methods=methods,
         targets=target,
         top_k=args.top_k,
-        options=RenderOptions(args.style, args.colormap, args.alpha, args.save_maps),
+        options=RenderOptions(args.style, args.colormap, args.alpha, args.save_maps, args.format),
         batch_size=args.batch_size,
         workers=args.workers,
         device=device,

@@ -46,12 +46,27 @@ def to_photo(
     maps = maps.float()
     maps = torch.cat([maps, maps[..., -1:]], dim=-1)  # a repeated last column/row: index + 1 stays valid
     maps = torch.cat([maps, maps[..., -1:, :]], dim=-2)
-    columns = maps[..., x_index] * (1 - x_weight) + maps[..., x_index + 1] * x_weight  # (K, h, W)
-    rows = (
-        columns[..., y_index, :] * (1 - y_weight)[:, None] + columns[..., y_index + 1, :] * y_weight[:, None]
-    )
     inside = y_inside[:, None] & x_inside[None, :]
-    return rows * inside, inside
+    result = maps.new_zeros(*maps.shape[:-2], height, width)
+    rows, columns = _span(y_inside), _span(x_inside)
+    if rows is None or columns is None:
+        return result, inside
+    # only the pixels inside the box are computed; the rest stays zero
+    x_index, x_weight = x_index[columns], x_weight[columns]
+    y_index, y_weight = y_index[rows], y_weight[rows]
+    across = maps[..., x_index] * (1 - x_weight) + maps[..., x_index + 1] * x_weight  # (K, h, w_box)
+    result[..., rows, columns] = (
+        across[..., y_index, :] * (1 - y_weight)[:, None] + across[..., y_index + 1, :] * y_weight[:, None]
+    )
+    return result, inside
+
+
+def _span(inside: torch.Tensor) -> slice | None:
+    """The slice of a 1-D inside mask (one run of True, as a box gives), or None if it is empty."""
+    where = inside.nonzero()
+    if len(where) == 0:
+        return None
+    return slice(int(where[0]), int(where[-1]) + 1)
 
 
 def _axis(start: float, stop: float, pixels: int, cells: int, device: torch.device):

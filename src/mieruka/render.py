@@ -39,8 +39,8 @@ def colormap_table(name: str, device: torch.device | str = "cpu") -> torch.Tenso
 def colorize(maps: torch.Tensor, colormap: str = "jet") -> torch.Tensor:
     """Maps (..., H, W) in [0, 1] -> RGB (..., 3, H, W) uint8 through a lookup table, on the maps' device."""
     table = colormap_table(colormap, maps.device)
-    index = (maps.float().clamp(0, 1) * 255.0 + 0.5).long()
-    return table[index].movedim(-1, -3)
+    index = maps.float().mul(255.0).add_(0.5).clamp_(0, 255).int()
+    return table.index_select(0, index.flatten()).view(*index.shape, 3).movedim(-1, -3)
 
 
 def overlay(
@@ -54,9 +54,24 @@ def overlay(
     """Alpha-blend the coloured map onto the photo (3, H, W) uint8, only where the model looked."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
-    heat = colorize(maps, colormap).float()
-    blended = photo.float() * (1.0 - alpha) + heat * alpha
-    return torch.where(inside, blended.round(), photo.float()).to(torch.uint8)
+    out = photo.clone()
+    region = _bounds(inside)
+    if region is None:
+        return out
+    rows, columns = region  # only the box is blended: the rest of the photo is copied as it is
+    part = photo[:, rows, columns]
+    heat = colorize(maps[rows, columns], colormap)
+    blended = torch.lerp(part.float(), heat.float(), alpha).round_().to(torch.uint8)
+    out[:, rows, columns] = torch.where(inside[rows, columns], blended, part)
+    return out
+
+
+def _bounds(inside: torch.Tensor) -> tuple[slice, slice] | None:
+    """The bounding rows and columns of a mask, or None when it is empty."""
+    rows, columns = inside.any(1).nonzero(), inside.any(0).nonzero()
+    if len(rows) == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1)
 
 
 def classic(photo: torch.Tensor, maps: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
@@ -153,6 +168,21 @@ def show_on_photo(
     photo = photo.to(raw.device)
     on_photo, inside = to_photo(raw[None], box, (photo.shape[-1], photo.shape[-2]))
     return draw(photo, normalize(on_photo)[0][0], inside, **style)
+
+
+def save_image(image: torch.Tensor | np.ndarray, path: str | os.PathLike, quality: int = 92) -> Path:
+    """Write an RGB image as PNG or JPEG by the path's suffix, atomically.
+
+    JPEG encodes a 12-megapixel overlay about 20x faster than PNG (zlib is the cost even at its
+    fastest level), so folder runs of large photos can choose it with ``--format jpg``.
+    """
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        if isinstance(image, torch.Tensor):
+            image = image.permute(1, 2, 0).cpu().numpy()
+        with atomic_open(path) as stream:
+            Image.fromarray(np.ascontiguousarray(image)).save(stream, format="JPEG", quality=quality)
+        return Path(path)
+    return save_png(image, path)
 
 
 def save_png(image: torch.Tensor | np.ndarray, path: str | os.PathLike, compress_level: int = 1) -> Path:
