@@ -166,8 +166,9 @@ def show_on_photo(
     if isinstance(photo, Image.Image):
         photo = pil_to_tensor(photo)
     photo = photo.to(raw.device)
-    on_photo, inside = to_photo(raw[None], box, (photo.shape[-1], photo.shape[-2]))
-    return draw(photo, normalize(on_photo)[0][0], inside, **style)
+    # normalized at the map's own resolution (as the classic recipe does), then resampled
+    on_photo, inside = to_photo(normalize(raw[None])[0], box, (photo.shape[-1], photo.shape[-2]))
+    return draw(photo, on_photo[0], inside, **style)
 
 
 def save_image(image: torch.Tensor | np.ndarray, path: str | os.PathLike, quality: int = 92) -> Path:
