@@ -7,6 +7,7 @@ subprocess per implementation. The maps of all implementations are checked again
 
     python benchmarks/run.py            # full table, written to benchmarks/results/
     python benchmarks/run.py --quick    # fewer rounds and rows, for a smoke test
+    python benchmarks/run.py --device cuda --autocast bf16   # on a GPU (see benchmarks/gpu.sh)
 """
 
 from __future__ import annotations
@@ -35,6 +36,26 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 warnings.filterwarnings("ignore")
 
+DEVICE = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
+AUTOCAST = os.environ.get("BENCH_AUTOCAST", "")  # "" or "bf16": every implementation runs under autocast
+
+
+def context():
+    """Autocast for every timed call when asked for, so all implementations see the same precision."""
+    if AUTOCAST == "bf16":
+        return torch.autocast(DEVICE.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def synchronize() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_input(batch: int, size: int = 224) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+
+
 LAYERS = {"resnet18": "layer4", "resnet50": "layer4", "vgg16": "features.29", "efficientnet_lite0": "bn2"}
 
 
@@ -43,7 +64,7 @@ def build_model(name: str) -> nn.Module:
     if name == "efficientnet_lite0":
         from mieruka import load_model
 
-        return load_model().model.eval()
+        return load_model(device=DEVICE).model.eval()
     import torchvision
 
     torch.manual_seed(0)
@@ -53,7 +74,7 @@ def build_model(name: str) -> nn.Module:
     with torch.no_grad():
         last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         last.weight.mul_(1e6)
-    return model
+    return model.to(DEVICE)
 
 
 def module(model: nn.Module, name: str) -> nn.Module:
@@ -147,21 +168,31 @@ def interleave(impls: dict, x: torch.Tensor, rounds: int, warmup: int, baseline:
 
     Also compares each implementation's normalized maps with the `reference` one (max abs difference).
     """
-    outputs = {}
-    for name, run in impls.items():
-        for _ in range(warmup):
-            out = run(x)
-        if isinstance(out, torch.Tensor) and out.dim() == 3:
-            outputs[name] = _normalize(out.detach().float())
+    outputs: dict[str, torch.Tensor] = {}
+    failed: dict[str, str] = {}
     times: dict[str, list[float]] = {name: [] for name in impls}
-    for _ in range(rounds):
+    for round_ in range(-warmup, rounds):
         for name, run in impls.items():
+            if name in failed:
+                continue
             gc.collect()
+            synchronize()
             start = time.perf_counter()
-            run(x)
-            times[name].append(time.perf_counter() - start)
-    entries = {}
+            try:
+                with context():
+                    out = run(x)
+            except Exception as error:  # a peer that cannot run this configuration (e.g. bf16 autocast)
+                failed[name] = f"{type(error).__name__}: {error}".splitlines()[0][:120]
+                continue
+            synchronize()
+            if round_ >= 0:
+                times[name].append(time.perf_counter() - start)
+            if name not in outputs and isinstance(out, torch.Tensor) and out.dim() == 3:
+                outputs[name] = _normalize(out.detach().float().cpu())
+    entries: dict[str, dict] = {name: {"failed": reason} for name, reason in failed.items()}
     for name, samples in times.items():
+        if name in failed:
+            continue
         ratios = [t / base for t, base in zip(samples, times[baseline])]
         entry = {
             "ms_per_image": 1000 * statistics.median(samples) / len(x),
@@ -175,7 +206,7 @@ def interleave(impls: dict, x: torch.Tensor, rounds: int, warmup: int, baseline:
 
 def time_row(model_name: str, batch: int, k: int, rounds: int, warmup: int = 2) -> dict:
     model = build_model(model_name)
-    x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = make_input(batch)
     impls = implementations(model, LAYERS[model_name], k)
     row = {"model": model_name, "batch": batch, "k": k, "layer": LAYERS[model_name]}
     row["impls"] = interleave(impls, x, rounds, warmup, "inference", "mieruka")
@@ -193,7 +224,7 @@ def methods_row(rounds: int) -> dict:
     from mieruka import CAM
 
     model = build_model("resnet50")
-    x = torch.randn(16, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = make_input(16)
     cam = CAM(model, "layer4")
 
     def inference(x):
@@ -230,8 +261,8 @@ def scorecam_row(rounds: int, fast_channels: int = 64) -> dict:
     torch.manual_seed(0)
     import torchvision
 
-    model = torchvision.models.resnet18().eval()
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    model = torchvision.models.resnet18().eval().to(DEVICE)
+    x = make_input(1)
     exact = CAM(model, "layer4", method="scorecam", batch_size=64)
     fast = CAM(model, "layer4", method="scorecam", batch_size=64, score_channels=fast_channels)
     with torch.no_grad():
@@ -281,7 +312,7 @@ def ablation_row(model_name: str, rounds: int) -> dict:
 
     model = build_model(model_name)
     layer = LAYERS[model_name]
-    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    x = make_input(1)
     ours = CAM(model, layer, method="ablationcam", batch_size=256)
     with torch.no_grad():
         target = int(model(x).argmax())
@@ -316,13 +347,24 @@ def memory_child(model_name: str, batch: int, impl: str) -> None:
     """Runs in a subprocess: peak RSS growth (MB) of one call, printed as JSON."""
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     model = build_model(model_name)
-    x = torch.randn(batch, 3, 224, 224)
+    x = make_input(batch)
     run = implementations(model, LAYERS[model_name], 1)[impl]
-    run(x[:1])  # load lazy modules, allocate caches that a second call would reuse
+    with context():
+        run(x[:1])  # load lazy modules, allocate caches that a second call would reuse
     gc.collect()
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        with context():
+            run(x)
+        torch.cuda.synchronize()
+        print(json.dumps({"peak_mb": (torch.cuda.max_memory_allocated() - before) / 2**20}))
+        return
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     before = _rss_kib("VmRSS")
-    run(x)
+    with context():
+        run(x)
     peak = _rss_kib("VmHWM")
     print(json.dumps({"peak_mb": (peak - before) / 1024}))
 
@@ -441,10 +483,10 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    device = torch.cuda.get_device_name() if DEVICE.type == "cuda" else "CPU"
     return (
         f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"device {device}, Python {platform.python_version()}"
+        f"device {device}{', bf16 autocast' if AUTOCAST else ''}, Python {platform.python_version()}"
     )
 
 
@@ -457,6 +499,9 @@ def extra_table(extras: list[dict]) -> str:
     for row in extras:
         title = f"{row['what']}, {row['model']}, batch {row['batch']}"
         for name, entry in row["impls"].items():
+            if "failed" in entry:
+                lines.append(f"| {title} | {name} | fails: {entry['failed']} | | |")
+                continue
             diff = f"{entry['max_abs_diff']:.1e}" if "max_abs_diff" in entry else ""
             lines.append(
                 f"| {title} | {name} | {entry['ms_per_image']:.0f} | {entry['ratio']:.2f}x | {diff} |"
@@ -474,7 +519,9 @@ def table(rows: list[dict], memory: dict, folder: dict | None) -> str:
         cells = [f"{impls['inference']['ms_per_image']:.1f} (1.00x)"]
         for peer in PEERS:
             entry = impls[peer]
-            cells.append(f"{entry['ms_per_image']:.1f} ({entry['ratio']:.2f}x)")
+            cells.append(
+                "fails" if "failed" in entry else f"{entry['ms_per_image']:.1f} ({entry['ratio']:.2f}x)"
+            )
         diff = max(impls[p].get("max_abs_diff", 0.0) for p in PEERS[1:])
         lines.append(
             f"| {row['model']} | {row['batch']} | {'top-' + str(row['k']) if row['k'] > 1 else 'top-1'} | "
@@ -519,11 +566,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--models", default="resnet18,resnet50,vgg16,efficientnet_lite0")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-batch1", action="store_true", help="skip the batch-1 rows")
+    parser.add_argument(
+        "--folder-photos", type=int, default=None, help="photos in the folder row (default: 64)"
+    )
     parser.add_argument("--no-folder", action="store_true")
     parser.add_argument("--no-methods", action="store_true", help="skip the CAM-family rows")
     parser.add_argument("--memory-child", nargs=3, metavar=("MODEL", "BATCH", "IMPL"), help=argparse.SUPPRESS)
-    parser.add_argument("--out", default=None, help="result file name (default: cpu-<date>.md)")
+    parser.add_argument("--out", default=None, help="result file name (default: cpu.md, cuda.md ...)")
+    parser.add_argument("--device", default=None, choices=["cpu", "cuda"], help="(default: cpu)")
+    parser.add_argument(
+        "--autocast", default=None, choices=["bf16"], help="run every implementation under autocast"
+    )
     args = parser.parse_args()
+    global DEVICE, AUTOCAST
+    if args.device:
+        os.environ["BENCH_DEVICE"] = args.device  # memory children inherit the settings
+        DEVICE = torch.device(args.device)
+    if args.autocast:
+        os.environ["BENCH_AUTOCAST"] = args.autocast
+        AUTOCAST = args.autocast
     if args.memory_child:
         memory_child(args.memory_child[0], int(args.memory_child[1]), args.memory_child[2])
         return
@@ -534,28 +596,29 @@ def main() -> None:
     rows = []
     for model_name in models:
         big = 8 if model_name == "vgg16" else 16
-        batches = [big] if args.quick else [1, big]
+        batches = [big] if args.quick or args.no_batch1 else [1, big]
         for batch in batches:
             rows.append(time_row(model_name, batch, 1, rounds))
             print(f"timed {model_name} batch {batch}", file=sys.stderr)
     for model_name in models[:1] if args.quick else ["resnet50"]:
-        rows.append(time_row(model_name, 16, 5, rounds))
+        rows.append(time_row(model_name, 16, 5, max(1, rounds - 1), warmup=1))
         print(f"timed {model_name} top-5", file=sys.stderr)
     extras = []
     if not args.no_methods:
-        extras.append(methods_row(rounds))
+        extras.append(methods_row(max(1, rounds - 1)))
         print("timed the seven gradient methods", file=sys.stderr)
         extras.append(ablation_row("resnet18", 1 if args.quick else 3))
-        if not args.quick:  # pytorch-grad-cam needs about five minutes per resnet50 image here
+        if not args.quick and rounds >= 5:  # pytorch-grad-cam needs about five minutes a resnet50 image here
             extras.append(ablation_row("resnet50", 1))
         print("timed Ablation-CAM", file=sys.stderr)
-        extras.append(scorecam_row(1 if args.quick else 3))
+        extras.append(scorecam_row(1 if args.quick or rounds < 5 else 3))
         print("timed Score-CAM", file=sys.stderr)
     memory = {}
     if not args.no_memory:
         memory[("resnet50", 16)] = memory_row("resnet50", 16, ["inference", *PEERS])
         print("measured memory", file=sys.stderr)
-    folder = None if args.no_folder else folder_row(16 if args.quick else 64, 1 if args.quick else 3)
+    photos = args.folder_photos or (16 if args.quick else 64)
+    folder = None if args.no_folder else folder_row(photos, 1 if args.quick or args.folder_photos else 3)
     report = table(rows, memory, folder)
     if extras:
         report += (
@@ -566,7 +629,7 @@ def main() -> None:
     header = f"# Grad-CAM benchmark\n\n{machine()}\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {rounds} rounds{' (quick)' if args.quick else ''}\n\n"
     print(report)
     RESULTS.mkdir(exist_ok=True)
-    kind = "cuda" if torch.cuda.is_available() else "cpu"
+    kind = DEVICE.type + (f"-{AUTOCAST}" if AUTOCAST else "")
     name = args.out or f"{kind}{'-quick' if args.quick else ''}.md"
     (RESULTS / name).write_text(header + report)
     record = {
