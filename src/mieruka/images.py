@@ -168,7 +168,7 @@ class Preprocess:
             left = round((image.width - crop_width) / 2.0)
             top = round((image.height - crop_height) / 2.0)
             image = image.crop((left, top, left + crop_width, top + crop_height))  # pads with black
-        pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+        pixels = pil_to_tensor(image)
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return (pixels.float() / 255.0 - mean) / std
