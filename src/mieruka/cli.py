@@ -282,7 +282,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         aug_smooth=args.aug_smooth,
         score_channels=args.score_channels,
     )
-    cam.layers(_dummy_input(loaded, device))  # a wrong --layer fails here, before any file is read
+    # a wrong --layer fails here, before any file is read
+    layer_names = ",".join(name for name, _ in cam.layers(_dummy_input(loaded, device)))
     target = _parse_target(args.target, loaded.labels)
     out_dir = Path(args.out)
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json and len(paths) > 4)
@@ -321,7 +322,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if not args.quiet and not args.json:
         seconds = time.perf_counter() - started
         print(
-            f"{good} of {len(paths)} image(s) explained at layer {cam.layers(_dummy_input(loaded, device))[0][0]}"
+            f"{good} of {len(paths)} image(s) explained at layer {layer_names}"
             f" in {seconds:.1f} s -> {out_dir}/ (results.jsonl)"
             + (f"; {failures} failed" if failures else "")
         )
@@ -389,7 +390,8 @@ def run_layers(args) -> int:
     from .layers import pick_auto_layer, trace_layers
 
     loaded, device = _load(args)
-    infos, outputs = trace_layers(loaded.model, _dummy_input(loaded, device))
+    dummy = _dummy_input(loaded, device)
+    infos, outputs = trace_layers(loaded.model, dummy)
     auto = pick_auto_layer(infos, outputs)
     by_name = {info.name: info for info in infos}
     rows = []
@@ -406,7 +408,7 @@ def run_layers(args) -> int:
     width = max(len(r[0]) for r in rows) if rows else 10
     kind_width = max(len(r[1]) for r in rows) if rows else 10
     print(
-        f"{loaded.name}: {sum(p.numel() for p in loaded.model.parameters()):,} parameters; output shapes (C x h x w) for one {('x'.join(map(str, _dummy_input(loaded, device).shape[2:])))} input"
+        f"{loaded.name}: {sum(p.numel() for p in loaded.model.parameters()):,} parameters; output shapes (C x h x w) for one {'x'.join(map(str, dummy.shape[2:]))} input"
     )
     for row in rows:
         print(f"{row[0]:<{width}}  {row[1]:<{kind_width}}  {row[2]:<14} {row[3]:<8} {row[4]}".rstrip())
