@@ -8,7 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mieruka.render import classic, colorize, heatmap, overlay, panel, save_png
+from mieruka.images import CropBox, Preprocess
+from mieruka.maps import normalize, to_photo
+from mieruka.render import classic, colorize, heatmap, overlay, panel, save_png, show_on_photo
 
 
 def test_colorize_matches_matplotlib():
@@ -66,3 +68,50 @@ def test_save_png_writes_exactly_and_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(TypeError):
         save_png(np.zeros((5, 7, 3), dtype=object), tmp_path / "out" / "b.png")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
+@pytest.mark.parametrize(
+    ("photo_size", "map_size", "preprocess"),
+    [
+        ((4000, 3000), (7, 7), Preprocess(256, 224)),
+        ((451, 300), (14, 14), Preprocess(256, 224)),
+        ((300, 451), (7, 9), Preprocess(256, 224)),
+        ((180, 90), (7, 7), Preprocess(None, 224)),  # the crop is larger than the photo: black padding
+        ((640, 480), (12, 12), Preprocess(384, None)),  # no crop: the box is the whole photo
+    ],
+)
+def test_pillow_path_draws_the_same_pictures_as_the_tensor_path(photo_size, map_size, preprocess):
+    generator = torch.Generator().manual_seed(sum(photo_size))
+    width, height = photo_size
+    photo = torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=generator)
+    raw = torch.rand(map_size, generator=generator) - 0.2
+    box = preprocess.crop_box(photo_size)
+    on_photo, inside = to_photo(normalize(raw[None])[0], box, photo_size)
+    image = Image.fromarray(photo.permute(1, 2, 0).numpy())
+    for style, tensor_picture in (
+        ("overlay", overlay(photo, on_photo[0], inside, colormap="turbo", alpha=0.3)),
+        ("heatmap", heatmap(on_photo[0], inside, colormap="turbo")),
+    ):
+        drawn = np.asarray(show_on_photo(image, raw, box, style=style, colormap="turbo", alpha=0.3))
+        expected = tensor_picture.permute(1, 2, 0).numpy()
+        difference = np.abs(drawn.astype(int) - expected.astype(int))
+        # one colormap step at most where rounding picks the neighbouring entry, and only rarely
+        assert difference.max() <= 8 and (difference > 1).mean() < 1e-4, style
+        outside = ~inside.numpy()
+        if style == "overlay":
+            assert np.array_equal(drawn[outside], expected[outside])
+
+
+def test_tiny_photos_fall_back_to_the_tensor_path():
+    photo = torch.randint(0, 256, (3, 5, 6), dtype=torch.uint8)
+    raw = torch.rand(7, 7)
+    box = CropBox(0, 0, 6, 5)
+    on_photo, inside = to_photo(normalize(raw[None])[0], box, (6, 5))
+    drawn = np.asarray(show_on_photo(photo, raw, box))
+    assert np.array_equal(drawn, overlay(photo, on_photo[0], inside).permute(1, 2, 0).numpy())
+
+
+def test_panels_shrink_large_photos_before_drawing():
+    photo = Image.new("RGB", (4000, 3000), (20, 40, 60))
+    picture = show_on_photo(photo, torch.rand(7, 7), Preprocess(256, 224).crop_box(photo.size), style="panel")
+    assert picture.width < 2000 and picture.height < 1000

@@ -1,8 +1,8 @@
 """Explain many photos end to end: decode in workers, batch the model, map back, render and write.
 
-Decoding and preprocessing run in DataLoader workers, maps are mapped back and coloured on the
-model's device, and PNG encoding and writing run in a thread pool while the model works on the next
-batch. One unreadable photo costs only its own result.
+Decoding and preprocessing run in DataLoader workers; each photo's pictures are drawn (Pillow's C
+kernels on the CPU, tensors on the model's device elsewhere), encoded and written in a thread pool
+while the model works on the next batch. One unreadable photo costs only its own result.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from . import render
 from ._io import atomic_open
 from .cam import CAM
 from .images import ImageError, Preprocess, load_image, pil_to_tensor
-from .maps import normalize, to_photo
 from .models import LoadedModel
 from .targets import TargetSpec
 
@@ -115,24 +114,19 @@ def explain_files(
                     inputs, methods, targets, top_k=top_k if top_k and top_k > 1 else None
                 )
                 for row, (index, _, photo, _) in enumerate(good):
-                    jobs = _render_one(
-                        loaded,
-                        by_method,
-                        row,
-                        photo,
-                        paths[index],
-                        namer,
-                        options,
-                        writers,
-                        device,
-                        results[index],
+                    pictures = _plan_one(loaded, by_method, row, paths[index], namer, options, results[index])
+                    raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
+                    box = loaded.preprocess.crop_box((photo.shape[-1], photo.shape[-2]))
+                    job = writers.submit(
+                        _draw_and_write, photo.to(device, non_blocking=True), raws, box, pictures, options
                     )
-                    pending.append((results[index], jobs))
+                    pending.append((results[index], [job]))
             for item in batch:
                 if item[3] is not None:
                     pending.append((results[item[0]], []))
-            # Hand back what is written while the next batch runs on the model.
-            while pending and all(job.done() for job in pending[0][1]):
+            # Hand back what is written while the next batch runs on the model; wait when drawing
+            # lags two batches behind, so photos never pile up in memory.
+            while pending and (len(pending) > 2 * batch_size or all(job.done() for job in pending[0][1])):
                 yield _finish(*pending.pop(0))
             if on_progress:
                 on_progress(len(batch))
@@ -146,33 +140,33 @@ def _finish(result: ImageResult, jobs: list[Future]) -> ImageResult:
             job.result()
         except OSError as error:
             result.error = f"{result.path}: cannot write output ({error})"
+        except Exception as error:  # one photo that cannot be drawn must not stop the others
+            result.error = f"{result.path}: cannot draw the picture ({type(error).__name__}: {error})"
     if result.error:
         result.records = []
     return result
 
 
-def _render_one(
+@dataclass
+class _Picture:
+    """One picture to draw and write: a method's map for one target, or the methods side by side."""
+
+    path: Path
+    title: str
+    k: int
+    method: str | None = None  # None: the comparison panel of every method
+
+
+def _plan_one(
     loaded: LoadedModel,
     by_method: dict,
     row: int,
-    photo: torch.Tensor,
     path: Path,
     namer: _Namer,
     options: RenderOptions,
-    writers: ThreadPoolExecutor,
-    device: torch.device,
     outcome: ImageResult,
-) -> list[Future]:
-    """Map one photo's maps back onto it, render each target and method, queue the writes, fill the records."""
-    photo = photo.to(device)
-    size = (photo.shape[-1], photo.shape[-2])
-    box = loaded.preprocess.crop_box(size)
-    on_photo, raws = {}, {}
-    for method, result in by_method.items():
-        raw = result.raw[row]
-        raws[method] = raw.unsqueeze(0) if raw.dim() == 2 else raw  # (K, h, w)
-        # normalized at the layer's resolution, as the classic recipe does: no full-size pass
-        on_photo[method], inside = to_photo(normalize(raws[method])[0], box, size)
+) -> list[_Picture]:
+    """Name one photo's pictures (per target and method) and fill its records; drawing comes later."""
     first = next(iter(by_method.values()))
     probs = first.probs[row]
     top = probs.topk(min(5, probs.numel()))
@@ -183,7 +177,7 @@ def _render_one(
     indices = first.targets[row].reshape(-1).tolist() if first.targets is not None else [None]
     several = len(by_method) > 1
     suffix = "." + options.format
-    jobs: list[Future] = []
+    pictures: list[_Picture] = []
     for k, index in enumerate(indices):
         label = _label(loaded, index) if index is not None else "target"
         probability = float(probs[index]) if index is not None else None
@@ -191,23 +185,10 @@ def _render_one(
         outputs, maps_paths = {}, {}
         for method in by_method:
             output = namer.name(path.stem, f"{label}_{method}" if several else label, suffix)
-            picture = render.draw(
-                photo,
-                on_photo[method][k],
-                inside,
-                style=options.style,
-                colormap=options.colormap,
-                alpha=options.alpha,
-                title=f"{title} - {method}" if several else title,
-            )
-            if isinstance(picture, torch.Tensor):
-                picture = picture.cpu()
-            jobs.append(writers.submit(render.save_image, picture, output))
+            pictures.append(_Picture(output, f"{title} - {method}" if several else title, k, method))
             outputs[method] = str(output)
             if options.save_maps:
-                maps_path = output.with_suffix(".npy")
-                jobs.append(writers.submit(_save_npy, raws[method][k].float().cpu().numpy(), maps_path))
-                maps_paths[method] = str(maps_path)
+                maps_paths[method] = str(output.with_suffix(".npy"))
         record = {
             "file": str(path),
             "label": label,
@@ -221,25 +202,52 @@ def _render_one(
             "top5": top5,
         }
         if several:
-            comparison = _comparison(photo, on_photo, k, inside, title, options)
             panel_path = namer.name(path.stem, f"{label}_methods", suffix)
-            jobs.append(writers.submit(render.save_image, comparison, panel_path))
+            pictures.append(_Picture(panel_path, title, k))
             record["output"] = str(panel_path)
             record["outputs"] = outputs
             record["empty"] = {m: bool(r.empty[row].reshape(-1)[k]) for m, r in by_method.items()}
         if options.save_maps:
             record["map"] = maps_paths if several else next(iter(maps_paths.values()))
         outcome.records.append(record)
-    return jobs
+    return pictures
 
 
-def _comparison(photo, on_photo: dict, k: int, inside, title: str, options: RenderOptions):
-    """photo | method 1 | method 2 | ... as labelled overlays, one picture."""
-    columns = [
-        (method, render.overlay(photo, maps[k], inside, colormap=options.colormap, alpha=options.alpha).cpu())
-        for method, maps in on_photo.items()
-    ]
-    return render.panel(photo.cpu(), None, None, title, colormap=options.colormap, columns=columns)
+def _draw_and_write(
+    photo: torch.Tensor, raws: dict[str, torch.Tensor], box, pictures: list[_Picture], options: RenderOptions
+) -> None:
+    """Draw and write every picture of one photo (in a writer thread, while the model runs on)."""
+    if photo.device.type == "cpu":
+        photo = render.to_image(photo)  # Pillow draws on the CPU; see render.show_on_photo
+    for picture in pictures:
+        if picture.method is None:
+            drawn = render.methods_panel(
+                photo,
+                {method: maps[picture.k] for method, maps in raws.items()},
+                box,
+                picture.title,
+                colormap=options.colormap,
+                alpha=options.alpha,
+            )
+        else:
+            raw = raws[picture.method][picture.k]
+            drawn = render.show_on_photo(
+                photo,
+                raw,
+                box,
+                style=options.style,
+                colormap=options.colormap,
+                alpha=options.alpha,
+                title=picture.title,
+            )
+            if options.save_maps:
+                _save_npy(raw.float().cpu().numpy(), picture.path.with_suffix(".npy"))
+        render.save_image(drawn, picture.path)
+
+
+def _per_target(raw: torch.Tensor) -> torch.Tensor:
+    """A photo's raw maps as (K, h, w), one per target."""
+    return raw.unsqueeze(0) if raw.dim() == 2 else raw
 
 
 def _label(loaded: LoadedModel, index: int) -> str:

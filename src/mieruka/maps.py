@@ -48,7 +48,7 @@ def to_photo(
     maps = torch.cat([maps, maps[..., -1:, :]], dim=-2)
     inside = y_inside[:, None] & x_inside[None, :]
     result = maps.new_zeros(*maps.shape[:-2], height, width)
-    rows, columns = _span(y_inside), _span(x_inside)
+    rows, columns = _span(y_inside), _span(x_inside)  # the same pixels as box_pixels() names
     if rows is None or columns is None:
         return result, inside
     # only the pixels inside the box are computed; the rest stays zero
@@ -59,6 +59,17 @@ def to_photo(
         across[..., y_index, :] * (1 - y_weight)[:, None] + across[..., y_index + 1, :] * y_weight[:, None]
     )
     return result, inside
+
+
+def box_pixels(box: CropBox, photo_size: tuple[int, int]) -> tuple[slice, slice] | None:
+    """The (rows, columns) of photo pixels whose centres lie in `box`, or None if none do.
+
+    These are the pixels :func:`to_photo` fills; every other pixel of the photo stays unmarked.
+    """
+    width, height = photo_size
+    rows = _span(_axis(box.top, box.bottom, height, 1, "cpu")[2])
+    columns = _span(_axis(box.left, box.right, width, 1, "cpu")[2])
+    return None if rows is None or columns is None else (rows, columns)
 
 
 def _span(inside: torch.Tensor) -> slice | None:

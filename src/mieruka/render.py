@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ._io import atomic_open
 from .images import CropBox, pil_to_tensor
-from .maps import normalize, to_photo
+from .maps import box_pixels, normalize, to_photo
 
 STYLES = ("overlay", "classic", "heatmap", "panel")
 OUTSIDE_GRAY = 96  # heatmap style: where the model saw nothing
@@ -88,14 +89,14 @@ def heatmap(maps: torch.Tensor, inside: torch.Tensor, *, colormap: str = "jet") 
 
 
 def panel(
-    photo: torch.Tensor,
+    photo: torch.Tensor | Image.Image,
     maps: torch.Tensor | None,
     inside: torch.Tensor | None,
     title: str,
     *,
     colormap: str = "jet",
     alpha: float = 0.5,
-    columns: list[tuple[str, torch.Tensor]] | None = None,
+    columns: list[tuple[str, torch.Tensor | Image.Image]] | None = None,
 ) -> np.ndarray:
     """Photo | heatmap | overlay with a title and a colour bar, as an RGB array (H, W, 3).
 
@@ -116,7 +117,7 @@ def panel(
     pictures = [("photo", photo), *columns]
     per_row = min(4, len(pictures))
     rows = -(-len(pictures) // per_row)
-    height, width = photo.shape[-2:]
+    width, height = to_image(photo).size
     figure = Figure(
         figsize=(3.2 * width / height * per_row + 0.8, 3.2 * rows + 0.5), dpi=110, layout="constrained"
     )
@@ -124,7 +125,7 @@ def panel(
     for axis in axes:
         axis.axis("off")
     for axis, (label, picture) in zip(axes, pictures):
-        axis.imshow(picture.permute(1, 2, 0).cpu().numpy())
+        axis.imshow(np.asarray(to_image(picture)))
         axis.set_title(label, fontsize=9)
     mappable = matplotlib.cm.ScalarMappable(cmap=colormap, norm=matplotlib.colors.Normalize(0, 1))
     figure.colorbar(mappable, ax=list(axes), fraction=0.02, pad=0.01, label="relevance")
@@ -157,39 +158,164 @@ def draw(
 
 
 def show_on_photo(
-    photo: Image.Image | torch.Tensor, raw: torch.Tensor, box: CropBox, **style
-) -> torch.Tensor | np.ndarray:
-    """Draw a map (h, w) that covers `box` onto the full-resolution photo; `style` as in :func:`draw`.
+    photo: Image.Image | torch.Tensor,
+    raw: torch.Tensor,
+    box: CropBox,
+    *,
+    style: str = "overlay",
+    colormap: str = "jet",
+    alpha: float = 0.5,
+    title: str = "",
+) -> Image.Image:
+    """Draw a raw map (h, w) that covers `box` onto the full-resolution photo, as a PIL image.
+
+    The map is normalized by its maximum at its own resolution (as the classic recipe does), then
+    resampled onto the photo's pixels. On the CPU, overlays and heatmaps are drawn by Pillow's C
+    kernels (about 3x faster than tensor code for a 12-megapixel photo); on other devices with tensors.
+    Panels are figures about a thousand pixels wide, so their photo is shrunk first.
 
     >>> picture = show_on_photo(photo, result.raw[0], loaded.preprocess.crop_box(photo.size))
     """
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    maps = normalize(raw[None])[0][0]
+    if style == "panel":
+        photo, box = shrink(to_image(photo), box, PANEL_PIXELS)
+    if maps.device.type == "cpu" and style in ("overlay", "heatmap") and _upsamples(maps, box):
+        photo = to_image(photo)
+        if style == "heatmap":
+            return heatmap_image(photo.size, maps, box, colormap=colormap)
+        return overlay_image(photo, maps, box, colormap=colormap, alpha=alpha)
     if isinstance(photo, Image.Image):
         photo = pil_to_tensor(photo)
-    photo = photo.to(raw.device)
-    # normalized at the map's own resolution (as the classic recipe does), then resampled
-    on_photo, inside = to_photo(normalize(raw[None])[0], box, (photo.shape[-1], photo.shape[-2]))
-    return draw(photo, on_photo[0], inside, **style)
+    photo = photo.to(maps.device)
+    on_photo, inside = to_photo(maps[None], box, (photo.shape[-1], photo.shape[-2]))
+    picture = draw(photo, on_photo[0], inside, style=style, colormap=colormap, alpha=alpha, title=title)
+    return to_image(picture)
 
 
-def save_image(image: torch.Tensor | np.ndarray, path: str | os.PathLike, quality: int = 92) -> Path:
-    """Write an RGB image as PNG or JPEG by the path's suffix, atomically.
+def methods_panel(
+    photo: Image.Image | torch.Tensor,
+    raws: dict[str, torch.Tensor],
+    box: CropBox,
+    title: str,
+    *,
+    colormap: str = "jet",
+    alpha: float = 0.5,
+) -> Image.Image:
+    """photo | method 1 | method 2 | ... as labelled overlays in one figure, from raw maps (h, w) by method."""
+    small, small_box = shrink(to_image(photo), box, PANEL_PIXELS)
+    columns = [
+        (method, show_on_photo(small, raw, small_box, colormap=colormap, alpha=alpha))
+        for method, raw in raws.items()
+    ]
+    return to_image(panel(small, None, None, title, colormap=colormap, columns=columns))
+
+
+# ---- the CPU path: Pillow's C kernels on the photo's own pixels ---------------------------------
+
+
+def overlay_image(
+    photo: Image.Image, maps: torch.Tensor, box: CropBox, *, colormap: str = "jet", alpha: float = 0.5
+) -> Image.Image:
+    """:func:`overlay` drawn by Pillow: a map (h, w) in [0, 1] covering `box`, blended onto an RGB photo.
+
+    Agrees with the tensor path to one grey level; only the box is blended, the rest is the photo.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    out = photo.copy()
+    heat = _heat_in_box(maps, box, photo.size, colormap)
+    if heat is not None:
+        picture, corner = heat
+        part = photo.crop((*corner, corner[0] + picture.width, corner[1] + picture.height))
+        out.paste(Image.blend(part, picture, alpha), corner)
+    return out
+
+
+def heatmap_image(
+    size: tuple[int, int], maps: torch.Tensor, box: CropBox, *, colormap: str = "jet"
+) -> Image.Image:
+    """:func:`heatmap` drawn by Pillow at the photo's (width, height): gray where the model saw nothing."""
+    out = Image.new("RGB", size, (OUTSIDE_GRAY,) * 3)
+    heat = _heat_in_box(maps, box, size, colormap)
+    if heat is not None:
+        out.paste(*heat)
+    return out
+
+
+def _upsamples(maps: torch.Tensor, box: CropBox) -> bool:
+    """Whether the box spans at least one photo pixel per map cell: Pillow then resizes as to_photo does."""
+    return box.right - box.left >= maps.shape[-1] and box.bottom - box.top >= maps.shape[-2]
+
+
+def _heat_in_box(
+    maps: torch.Tensor, box: CropBox, photo_size: tuple[int, int], colormap: str
+) -> tuple[Image.Image, tuple[int, int]] | None:
+    """The coloured map on the photo pixels inside `box`, and where its top-left corner goes."""
+    span = box_pixels(box, photo_size)
+    if span is None:
+        return None
+    rows, columns = span
+    cells_high, cells_wide = maps.shape[-2:]
+    scale_x, scale_y = cells_wide / (box.right - box.left), cells_high / (box.bottom - box.top)
+    # Edge cells repeated once around, so the source box stays inside the image and samples past the
+    # outer cell centres take the edge value, as in to_photo. +0.5 rounds when Pillow truncates to 8 bits.
+    padded = F.pad(maps.float()[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
+    source = Image.fromarray((padded * 255.0 + 0.5).numpy(), "F")
+    left = (columns.start - box.left) * scale_x + 1.0
+    top = (rows.start - box.top) * scale_y + 1.0
+    wide, high = columns.stop - columns.start, rows.stop - rows.start
+    source_box = (left, top, left + wide * scale_x, top + high * scale_y)
+    index = source.resize((wide, high), Image.Resampling.BILINEAR, box=source_box).convert("L")
+    index.putpalette(_colormap_table(colormap).tobytes())
+    return index.convert("RGB"), (columns.start, rows.start)
+
+
+# ---- conversions and files -------------------------------------------------------------------------
+
+PANEL_PIXELS = 768  # longest side of the photo drawn in a panel: about twice what the figure shows
+
+
+def shrink(photo: Image.Image, box: CropBox, longest: int) -> tuple[Image.Image, CropBox]:
+    """A copy of the photo at most `longest` pixels on its long side, and the box in its coordinates."""
+    scale = longest / max(photo.size)
+    if scale >= 1.0:
+        return photo, box
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    small = photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    sx, sy = size[0] / photo.width, size[1] / photo.height
+    return small, CropBox(box.left * sx, box.top * sy, box.right * sx, box.bottom * sy)
+
+
+def to_image(picture: Image.Image | torch.Tensor | np.ndarray) -> Image.Image:
+    """An RGB picture as a PIL image: from a (3, H, W) uint8 tensor (any device) or an (H, W, 3) array."""
+    if isinstance(picture, Image.Image):
+        return picture
+    if isinstance(picture, torch.Tensor):
+        picture = picture.permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(picture))
+
+
+def save_image(
+    image: Image.Image | torch.Tensor | np.ndarray, path: str | os.PathLike, quality: int = 92
+) -> Path:
+    """Write an RGB picture as PNG or JPEG by the path's suffix, atomically.
 
     JPEG encodes a 12-megapixel overlay about 20x faster than PNG (zlib is the cost even at its
     fastest level), so folder runs of large photos can choose it with ``--format jpg``.
     """
     if Path(path).suffix.lower() in (".jpg", ".jpeg"):
-        if isinstance(image, torch.Tensor):
-            image = image.permute(1, 2, 0).cpu().numpy()
         with atomic_open(path) as stream:
-            Image.fromarray(np.ascontiguousarray(image)).save(stream, format="JPEG", quality=quality)
+            to_image(image).save(stream, format="JPEG", quality=quality)
         return Path(path)
     return save_png(image, path)
 
 
-def save_png(image: torch.Tensor | np.ndarray, path: str | os.PathLike, compress_level: int = 1) -> Path:
-    """Write an RGB image ((3, H, W) tensor or (H, W, 3) array) atomically: never a half-written file."""
-    if isinstance(image, torch.Tensor):
-        image = image.permute(1, 2, 0).cpu().numpy()
+def save_png(
+    image: Image.Image | torch.Tensor | np.ndarray, path: str | os.PathLike, compress_level: int = 1
+) -> Path:
+    """Write an RGB picture (PIL image, (3, H, W) tensor or (H, W, 3) array) atomically: never half a file."""
     with atomic_open(path) as stream:
-        Image.fromarray(np.ascontiguousarray(image)).save(stream, format="PNG", compress_level=compress_level)
+        to_image(image).save(stream, format="PNG", compress_level=compress_level)
     return Path(path)
