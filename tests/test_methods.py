@@ -77,26 +77,38 @@ def test_gradient_methods_agree_with_pytorch_grad_cam(name, method, default_mode
     assert (_min_max(ours.maps) - theirs).abs().max() < 1e-3
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "hirescam"])
+class PostReLU(nn.Module):
+    """A layer followed by ReLU: what pytorch-grad-cam sees at DenseNet's `features.norm5`."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return torch.relu(self.inner(x))
+
+
+def _with_post_relu(model: nn.Module, method: str, x: torch.Tensor, **options) -> torch.Tensor:
+    """Our maps at DenseNet's norm5 as pytorch-grad-cam computes them: on the post-ReLU activations.
+
+    DenseNet's forward applies F.relu(inplace=True) to the layer's output, and pytorch-grad-cam keeps a
+    reference to that very tensor, so it weights (and, for Score-CAM, masks with) ReLU(norm5).
+    """
+    norm5 = model.features.norm5
+    model.features.norm5 = PostReLU(norm5)
+    try:
+        return CAM(model, "features.norm5", method=method, **options)(x).maps
+    finally:
+        model.features.norm5 = norm5
+
+
+@pytest.mark.parametrize("method", list(PEER_CLASSES))
 def test_densenet_differs_from_pytorch_grad_cam_only_by_its_in_place_relu(method):
-    """DenseNet applies F.relu(inplace=True) to the layer's output; pytorch-grad-cam then sees the
-    post-ReLU activations. With the same ReLU applied to the layer on our side, the maps agree."""
     model = _amplified(random_model("densenet121"))
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(6))
     ours = CAM(model, "features.norm5", method=method)(x)
     theirs = _peer_maps(method, model, model.features.norm5, x, ours.targets.tolist())
-
-    class PostReLU(nn.Module):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return torch.relu(self.inner(x))
-
-    model.features.norm5 = PostReLU(model.features.norm5)
-    assert (_min_max(CAM(model, "features.norm5", method=method)(x).maps) - theirs).abs().max() < 1e-3
-    model.features.norm5 = model.features.norm5.inner
+    assert (_min_max(_with_post_relu(model, method, x)) - theirs).abs().max() < 1e-3
 
 
 @pytest.mark.parametrize("method", ["gradcam", "xgradcam", "layercam"])
@@ -138,22 +150,78 @@ def test_gradient_methods_share_one_forward_pass():
     assert len(calls) == 1
 
 
-def test_score_cam_agrees_with_pytorch_grad_cam(monkeypatch):
-    """pytorch-grad-cam upsamples the masks with align_corners=True (nn.UpsamplingBilinear2d); we use
-    the half-pixel convention of every other resize here (and of torchcam). With its resize aligned to
-    ours, the maps agree."""
-    model = random_model("resnet18")
-    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(9))
-    ours = CAM(model, "layer4", method="scorecam", batch_size=100)(x)
+PERTURBATION_INPUT = {"resnet18": 64, "vgg16": 32, "densenet121": 64, "default": 64}  # >= 2x2 maps
+
+
+@pytest.mark.parametrize("name", list(PERTURBATION_INPUT))
+@pytest.mark.parametrize("method", ["scorecam", "ablationcam"])
+def test_perturbation_methods_agree_with_pytorch_grad_cam(name, method, default_model, monkeypatch):
+    """Score-CAM: pytorch-grad-cam upsamples its masks with align_corners=True (nn.UpsamplingBilinear2d);
+    we use the half-pixel convention of every other resize here (and of torchcam). With its resize
+    aligned to ours, the maps agree. Ablation-CAM agrees as it is."""
+    model = copy.deepcopy(default_model.model) if name == "default" else random_model(name)
+    size = PERTURBATION_INPUT[name]
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(9))
+    ours = CAM(model, method=method, batch_size=256)(x)
+    layer = model.get_submodule(ours.layer)
     monkeypatch.setattr(
         torch.nn,
         "UpsamplingBilinear2d",
         lambda size: nn.Upsample(size=size, mode="bilinear", align_corners=False),
     )
-    with pytorch_grad_cam.ScoreCAM(model=model, target_layers=[model.layer4]) as peer:
-        peer.batch_size = 128
-        theirs = peer(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in ours.targets])
-    assert (_min_max(ours.maps) - torch.from_numpy(theirs)).abs().max() < 1e-3
+    peer = {"scorecam": pytorch_grad_cam.ScoreCAM, "ablationcam": pytorch_grad_cam.AblationCAM}[method]
+    with peer(model=model, target_layers=[layer]) as reference:
+        reference.batch_size = 256
+        theirs = reference(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in ours.targets])
+    maps = _with_post_relu(model, method, x, batch_size=256) if name == "densenet121" else ours.maps
+    assert (maps.amax((-2, -1)) - maps.amin((-2, -1)) > 0).all()  # a map with something to compare
+    assert (_min_max(maps) - torch.from_numpy(theirs)).abs().max() < 1e-3
+
+
+def test_score_cam_agrees_with_torchcam_up_to_where_it_normalizes(monkeypatch):
+    """The Score-CAM paper normalizes each upsampled activation to [0, 1] before masking (so do we and
+    pytorch-grad-cam); torchcam normalizes at the layer's resolution, then upsamples. With its order
+    switched to the paper's, the maps agree; as it is, they differ only by that order."""
+    torchcam_methods = pytest.importorskip("torchcam.methods")
+    model = random_model("resnet18")
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(11))
+    ours = CAM(model, "layer4", method="scorecam", batch_size=256)(x)
+
+    def torchcam_maps() -> torch.Tensor:
+        with torchcam_methods.ScoreCAM(model, "layer4", batch_size=256) as extractor:
+            raw = extractor(ours.targets.tolist(), model(x), normalized=False)[0]
+        return _min_max(nn.functional.interpolate(raw[:, None], size=(96, 96), mode="bilinear")[:, 0].relu())
+
+    as_it_is = torchcam_maps()
+    normalize = torchcam_methods.ScoreCAM._normalize
+    upsample = torchcam_methods.ScoreCAM._upsample
+    monkeypatch.setattr(torchcam_methods.ScoreCAM, "_normalize", staticmethod(lambda cams, *args: cams))
+    monkeypatch.setattr(
+        torchcam_methods.ScoreCAM, "_upsample", lambda self, masks: normalize(upsample(self, masks), 2)
+    )
+    assert (_min_max(ours.maps) - torchcam_maps()).abs().max() < 1e-3
+    assert (_min_max(ours.maps) - as_it_is).abs().max() < 2e-2
+
+
+def test_torchcam_grad_cam_plus_plus_never_divides_alpha():
+    """torchcam's Grad-CAM++ divides a boolean-indexed copy of alpha in place, so the division by the
+    denominator is lost and its weights are sum(grad^2 * relu(grad)). We follow the paper (and agree
+    with pytorch-grad-cam above); this pins torchcam's difference exactly."""
+    torchcam_methods = pytest.importorskip("torchcam.methods")
+    from mieruka.capture import capture
+    from mieruka.targets import resolve_targets
+
+    model = _amplified(random_model("resnet18"))
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(12))
+    ours = CAM(model, "layer4", method="gradcam++")(x)
+    with torchcam_methods.GradCAMpp(model, "layer4") as extractor:
+        theirs = extractor(ours.targets.tolist(), model(x), normalized=False)[0].relu()
+    captured = capture(model, [model.layer4], x, lambda logits: resolve_targets(ours.targets, logits))
+    activations, gradients = captured.activations[0], captured.gradients[0][0]
+    undivided = (gradients.pow(2) * gradients.relu()).sum((2, 3))
+    expected = (undivided[:, :, None, None] * activations).sum(1).relu()
+    torch.testing.assert_close(_min_max(theirs), _min_max(expected), rtol=1e-4, atol=1e-5)
+    assert (_min_max(ours.raw) - _min_max(theirs)).abs().max() > 1e-2
 
 
 def test_score_cam_batching_and_empty_channel_skipping_change_nothing(shapes_net, held_out):
