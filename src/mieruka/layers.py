@@ -123,11 +123,16 @@ def pick_auto_layer(infos: list[LayerInfo], outputs: list) -> str | None:
 
 @contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every module in eval mode for the block, then give each back its own mode."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
+    """Put every module in eval mode for the block, then give each back its own mode.
+
+    Only modules found in training mode are touched: a model already in eval mode (the usual case)
+    costs one walk over its modules, not hundreds of attribute writes per call.
+    """
+    training = [module for module in model.modules() if module.training]
+    if training:
+        model.eval()
     try:
         yield model
     finally:
-        for module, training in modes:
-            module.training = training
+        for module in training:
+            module.training = True
