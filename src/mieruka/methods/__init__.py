@@ -8,52 +8,88 @@ model again; guided methods need the gradient at the input.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from .gradient import (
-    eigencam,
-    eigengradcam,
-    first_component,
-    gradcam,
-    gradcam_plus_plus,
-    hirescam,
-    layercam,
-    xgradcam,
-)
-from .guided import guided_backprop, guided_relus
-from .perturbation import ablationcam_weights, scorecam_weights
-
-Contributions = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    Contributions = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class Method:
-    """A CAM method: how it is computed and what it needs."""
+    """A CAM method: how it is computed and what it needs.
+
+    The registry is plain data so that listing methods (``mieruka methods``, argument checks) never
+    imports torch; `function` names the contributions function in :mod:`mieruka.methods.gradient`.
+    """
 
     name: str
     kind: str  # "gradient", "activation", "perturbation" or "guided"
     summary: str
-    contributions: Contributions | None = None
+    function: str | None = None
     projection: bool = False  # reduce channels by the first principal component instead of a sum
 
+    @property
+    def contributions(self) -> Contributions | None:
+        """(activations (N, C, P), gradients (K, N, C, P)) -> contributions (K, N, C, P), or None."""
+        if self.function is None:
+            return None
+        from . import gradient
 
-def _summary(function: Callable) -> str:
-    return (function.__doc__ or "").strip().splitlines()[0]
+        return getattr(gradient, self.function)
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("gradcam", "gradient", _summary(gradcam), gradcam),
-        Method("gradcam++", "gradient", _summary(gradcam_plus_plus), gradcam_plus_plus),
-        Method("xgradcam", "gradient", _summary(xgradcam), xgradcam),
-        Method("hirescam", "gradient", _summary(hirescam), hirescam),
-        Method("layercam", "gradient", _summary(layercam), layercam),
-        Method("eigengradcam", "gradient", _summary(eigengradcam), eigengradcam, projection=True),
-        Method("eigencam", "activation", _summary(eigencam), eigencam, projection=True),
+        Method(
+            "gradcam",
+            "gradient",
+            "Grad-CAM (Selvaraju et al., ICCV 2017): channel weight = spatial mean of dS/dA.",
+            "gradcam",
+        ),
+        Method(
+            "gradcam++",
+            "gradient",
+            "Grad-CAM++ (Chattopadhay et al., WACV 2018): weights = sum of alpha * ReLU(dS/dA), eq. 19.",
+            "gradcam_plus_plus",
+        ),
+        Method(
+            "xgradcam",
+            "gradient",
+            "XGrad-CAM (Fu et al., BMVC 2020): weight = sum of dS/dA * A / sum(A), axiom-based.",
+            "xgradcam",
+        ),
+        Method(
+            "hirescam",
+            "gradient",
+            "HiResCAM (Draelos & Carin, 2020): element-wise dS/dA * A, faithful to the model's computation.",
+            "hirescam",
+        ),
+        Method(
+            "layercam",
+            "gradient",
+            "LayerCAM (Jiang et al., IEEE TIP 2021): element-wise ReLU(dS/dA) * A, sharp on shallow layers too.",
+            "layercam",
+        ),
+        Method(
+            "eigengradcam",
+            "gradient",
+            "EigenGrad-CAM (pytorch-grad-cam): first principal component of dS/dA * A, class-discriminative.",
+            "eigengradcam",
+            projection=True,
+        ),
+        Method(
+            "eigencam",
+            "activation",
+            "Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): first principal component of A; needs no gradient.",
+            "eigencam",
+            projection=True,
+        ),
         Method(
             "scorecam",
             "perturbation",
@@ -132,3 +168,31 @@ __all__ = [
     "scorecam_weights",
     "xgradcam",
 ]
+
+# the method functions live in modules that need torch: imported on first use
+_FUNCTIONS = {
+    "ablationcam_weights": "perturbation",
+    "scorecam_weights": "perturbation",
+    "guided_backprop": "guided",
+    "guided_relus": "guided",
+    **{
+        name: "gradient"
+        for name in (
+            "eigencam",
+            "eigengradcam",
+            "first_component",
+            "gradcam",
+            "gradcam_plus_plus",
+            "hirescam",
+            "layercam",
+            "xgradcam",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _FUNCTIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mieruka.methods' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
