@@ -11,6 +11,7 @@ import torchvision
 
 from conftest import SAMPLES
 from mieruka import GradCAM, load_image, load_labels, load_model, to_photo
+from mieruka.labels import LabelsError
 from mieruka.models import ModelError
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -133,11 +134,11 @@ def test_labels_from_text_and_json(tmp_path):
     for name in ("a.txt", "b.json", "c.json", "d.json"):
         assert load_labels(tmp_path / name) == ["cat", "dog"]
     (tmp_path / "e.json").write_text("{")
-    with pytest.raises(ModelError, match="not valid JSON"):
+    with pytest.raises(LabelsError, match="not valid JSON"):
         load_labels(tmp_path / "e.json")
 
 
 def test_label_count_must_match_the_head(tmp_path):
     (tmp_path / "l.txt").write_text("a\nb\nc\n")
     with pytest.raises(ModelError, match="name 3 classes but the model has 5"):
-        load_model("resnet18", num_classes=5, labels=tmp_path / "l.txt")
+        load_model("resnet18", num_classes=5, labels=tmp_path / "l.txt", random_weights=True)

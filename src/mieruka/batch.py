@@ -182,6 +182,8 @@ def _plan_one(
         label = _label(loaded, index) if index is not None else "target"
         probability = float(probs[index]) if index is not None else None
         title = label if probability is None else f"{label}  (p = {probability:.3f})"
+        if loaded.random_weights:
+            title = f"{title}  [random weights]"
         outputs, maps_paths = {}, {}
         for method in by_method:
             output = namer.name(path.stem, f"{label}_{method}" if several else label, suffix)
@@ -197,6 +199,8 @@ def _plan_one(
             "rank": k + 1,
             "layer": first.layer,
             "method": ",".join(by_method),
+            "model": loaded.name,
+            "weights": loaded.weights,
             "empty": bool(first.empty[row].reshape(-1)[k]),
             "output": next(iter(outputs.values())),
             "top5": top5,

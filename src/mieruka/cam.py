@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -61,7 +61,8 @@ class CAM:
     small shifts, each mapped back first (six passes; `raw` is then at the input's resolution).
     `batch_size` bounds the extra forward passes of Score-CAM / Ablation-CAM, `score_channels` keeps
     only that many channels in Score-CAM (the fast approximation), `skip_empty_channels` skips
-    constant channels there (exact after normalization).
+    constant channels there (exact after normalization). `progress(method, done, total)`, when given,
+    is called as each method finishes and, inside Score-CAM and Ablation-CAM, as their extra passes run.
 
     >>> import torchvision
     >>> cam = CAM(torchvision.models.resnet18().eval())
@@ -84,6 +85,7 @@ class CAM:
         batch_size: int = 64,
         score_channels: int | None = None,
         skip_empty_channels: bool = True,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self.model = model
         self.method = get_method(method or self.method).name
@@ -93,6 +95,7 @@ class CAM:
         self.batch_size = batch_size
         self.score_channels = score_channels
         self.skip_empty_channels = skip_empty_channels
+        self.progress = progress
         self._layers = self._resolve(target_layer) if target_layer is not None else None
         self._splits: dict[str, Split | None] = {}
 
@@ -114,7 +117,8 @@ class CAM:
     def __call__(
         self, inputs: torch.Tensor, targets: TargetSpec = None, *, top_k: int | None = None
     ) -> CAMResult:
-        """Maps for a preprocessed batch (N, C, H, W); `targets` as in :func:`mieruka.targets.resolve_targets`."""
+        """Maps for a preprocessed batch (N, C, H, W) (one image (C, H, W) is a batch of one); `targets`
+        as in :func:`mieruka.targets.resolve_targets`."""
         return self.compare(inputs, [self.method], targets, top_k=top_k)[self.method]
 
     def compare(
@@ -129,9 +133,7 @@ class CAM:
 
         All gradient-based methods and Eigen-CAM cost one forward and one small backward together.
         """
-        if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
-            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-            raise ValueError(f"expected a batch of images (N, C, H, W), got {shape}")
+        inputs = _as_batch(inputs)
         chosen = [m if isinstance(m, Method) else get_method(m) for m in methods]
         inputs = _match_model(self.model, inputs)
         layers = self.layers(inputs)
@@ -164,8 +166,10 @@ class CAM:
         """Raw maps (N, K, h, w) per method, after ReLU, layers fused."""
         raws: dict[str, torch.Tensor] = {}
         for method in chosen:
+            self._report(method.name, 0, 1)
             if method.kind == "guided":
                 raws[method.name] = self._guided(inputs, layers, method, captured)
+                self._report(method.name, 1, 1)
                 continue
             per_layer = []
             for position, (name, module) in enumerate(layers):
@@ -190,7 +194,12 @@ class CAM:
                 cam = cam.expand(count, *cam.shape[1:]) if cam.shape[0] != count else cam
                 per_layer.append(cam.clamp_min(0).reshape(*cam.shape[:2], *spatial).transpose(0, 1))
             raws[method.name] = _fuse(per_layer)
+            self._report(method.name, 1, 1)
         return raws
+
+    def _report(self, method: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(method, done, total)
 
     def _perturbation_weights(self, method, inputs, name, module, activation, captured: Capture):
         score = _scorer(captured.targets)
@@ -203,6 +212,7 @@ class CAM:
                 batch_size=self.batch_size,
                 skip_empty=self.skip_empty_channels,
                 top_channels=self.score_channels,
+                progress=lambda done, total: self._report(method.name, done, total),
             )
         original = captured.targets.scores(captured.logits)
         return ablationcam_weights(
@@ -211,6 +221,7 @@ class CAM:
             original,
             score,
             batch_size=max(self.batch_size, 256),
+            progress=lambda done, total: self._report(method.name, done, total),
         )
 
     def _tail(self, name: str, module: nn.Module, inputs: torch.Tensor):
@@ -331,6 +342,37 @@ def _shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     )
     top, left = abs(dy) - dy, abs(dx) - dx
     return padded[..., top : top + height, left : left + width].reshape(images.shape)
+
+
+def _as_batch(inputs: object) -> torch.Tensor:
+    """A preprocessed batch (N, C, H, W); one image (C, H, W) becomes a batch of one.
+
+    Photos that were not preprocessed are the usual mistake: PIL images, numpy arrays and uint8
+    pixels get an error that says what to call instead.
+    """
+    how = "pass loaded.preprocess(photo)[None] (load_model gives `loaded`), or your own transforms"
+    if not isinstance(inputs, torch.Tensor):
+        kind = type(inputs).__name__
+        if type(inputs).__module__.startswith("PIL."):
+            raise ValueError(f"got a PIL image; CAM takes a preprocessed tensor batch: {how}")
+        if type(inputs).__module__ == "numpy":
+            shape = tuple(getattr(inputs, "shape", ()))
+            raise ValueError(
+                f"got a numpy array {shape}; CAM takes a preprocessed torch tensor (N, C, H, W): {how}"
+            )
+        raise ValueError(f"expected a tensor batch of images (N, C, H, W), got {kind}")
+    if not (inputs.is_floating_point() or inputs.is_complex()):
+        raise ValueError(
+            f"got a {str(inputs.dtype).removeprefix('torch.')} tensor: raw pixels are not what the model "
+            f"expects; scale and normalize them first: {how}"
+        )
+    if inputs.dim() == 3:
+        return inputs[None]
+    if inputs.dim() != 4:
+        raise ValueError(
+            f"expected a batch of images (N, C, H, W) or one image (C, H, W), got {tuple(inputs.shape)}"
+        )
+    return inputs
 
 
 def _match_model(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch
 from torch import fx, nn
 
 from .layers import LayerError, evaluating
+from .layouts import check_feature_map
 from .targets import Targets
 
 
@@ -46,6 +47,7 @@ def capture(
     The caller's grad mode, inference mode, module modes and parameters are left as they were.
     """
     names = list(layer_names) if layer_names is not None else [type(m).__name__ for m in layers]
+    image = (inputs.shape[-2], inputs.shape[-1])
     taken: list[torch.Tensor | None] = [None] * len(layers)
     calls = [0] * len(layers)
 
@@ -58,6 +60,7 @@ def capture(
                 raise LayerError(
                     f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another"
                 )
+            check_feature_map(names[position], tuple(output.shape), image, module)
             if output.requires_grad and torch.is_grad_enabled():
                 activation = output  # already on the graph of an earlier captured layer
             else:

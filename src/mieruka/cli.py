@@ -167,6 +167,11 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--labels", metavar="FILE", help="class names: one a line, or JSON")
     group.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="run a named architecture untrained, on purpose (tests, sanity checks); every output says so",
+    )
+    group.add_argument(
         "--trust-checkpoint",
         action="store_true",
         help="allow loading a whole pickled model (runs code from the file)",
@@ -221,18 +226,23 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _load(args):
-    from .models import load_model
+def _load(args, shapes_only: bool = False):
+    """The model the flags name; `shapes_only` (listing layers) needs no trained weights."""
+    from .models import DEFAULT_MODEL, load_model
 
     if args.num_classes is not None and args.num_classes < 1:
         raise ValueError(f"--num-classes must be at least 1, got {args.num_classes}")
     device = _device(args.device)
+    untrained = args.random_weights or (
+        shapes_only and args.weights is None and args.model not in (None, DEFAULT_MODEL)
+    )
     loaded = load_model(
         args.model,
         args.weights,
         num_classes=args.num_classes,
         labels=args.labels,
         trust_checkpoint=args.trust_checkpoint,
+        random_weights=untrained,
         device=device,
     )
     return loaded, device
@@ -254,6 +264,12 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from .methods import parse_methods
     from .render import colormap_table
 
+    missing = [path for path in args.paths if not Path(path).exists()]
+    if missing:  # a typo is reported before any model is loaded or any file is written
+        raise ValueError(
+            f"{missing[0]}: no such file or folder"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if not 0.0 <= args.alpha <= 1.0:
@@ -285,8 +301,15 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(_dummy_input(loaded, device)))
     target = _parse_target(args.target, loaded.labels)
+    if loaded.random_weights:
+        print(
+            f"mieruka: warning: {loaded.name} runs with random weights (--random-weights): "
+            "its predictions and maps mean nothing",
+            file=sys.stderr,
+        )
     out_dir = Path(args.out)
-    progress = _Progress(len(paths), enabled=not args.quiet and not args.json and len(paths) > 4)
+    progress = _Progress(len(paths), enabled=not args.quiet and not args.json, show_photos=len(paths) > 4)
+    cam.progress = progress.stage
     records, failures = [], 0
     started = time.perf_counter()
     for outcome in explain_files(
@@ -351,21 +374,38 @@ def _print_summary(records: list[dict]) -> None:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when it is a terminal."""
+    """One line of progress on stderr, only when it is a terminal: photos done (for folders) and the
+    method running now, with the extra passes of Score-CAM and Ablation-CAM."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, show_photos: bool = True) -> None:
         self.total, self.done = total, 0
         self.enabled = enabled and sys.stderr.isatty()
+        self.show_photos = show_photos
         self.started = time.perf_counter()
+        self.method = ""
 
     def advance(self, count: int) -> None:
         self.done += count
-        if self.enabled:
+        self.method = ""
+        self._draw()
+
+    def stage(self, method: str, done: int, total: int) -> None:
+        """For CAM(progress=...): `method` has done `done` of `total` steps."""
+        self.method = f"{method} {done}/{total} passes" if total > 1 else f"{method}..."
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self.enabled:
+            return
+        parts = []
+        if self.show_photos:
             filled = int(30 * self.done / self.total)
             rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-            sys.stderr.write(
-                f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {rate:.1f} img/s"
-            )
+            parts.append(f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {rate:.1f} img/s")
+        if self.method:
+            parts.append(self.method)
+        if parts:
+            sys.stderr.write("\r\033[K" + "  ".join(parts))
             sys.stderr.flush()
 
     def clear(self) -> None:
@@ -388,11 +428,13 @@ def run_methods() -> int:
 
 def run_layers(args) -> int:
     from .layers import pick_auto_layer, trace_layers
+    from .layouts import layout
 
-    loaded, device = _load(args)
+    loaded, device = _load(args, shapes_only=True)
     dummy = _dummy_input(loaded, device)
+    image = (dummy.shape[-2], dummy.shape[-1])
     infos, outputs = trace_layers(loaded.model, dummy)
-    auto = pick_auto_layer(infos, outputs)
+    auto = pick_auto_layer(infos, outputs, image)
     by_name = {info.name: info for info in infos}
     rows = []
     for name, module in loaded.model.named_modules():
@@ -402,16 +444,21 @@ def run_layers(args) -> int:
         if info is None and not args.all:
             continue
         shape = "x".join(map(str, info.shape[1:])) if info and info.shape else "-"
+        kind = layout(info.shape, image, info.kind) if info and info.shape else ""
         calls = "" if info is None or info.calls == 1 else f"ran {info.calls}x"
         mark = "<- auto" if name == auto else ""
-        rows.append(("  " * name.count(".") + name, type(module).__name__, shape, calls, mark))
+        rows.append(("  " * name.count(".") + name, type(module).__name__, shape, kind, calls, mark))
     width = max(len(r[0]) for r in rows) if rows else 10
     kind_width = max(len(r[1]) for r in rows) if rows else 10
+    weights = "" if loaded.weights not in ("random",) else " (untrained: shapes only)"
     print(
-        f"{loaded.name}: {sum(p.numel() for p in loaded.model.parameters()):,} parameters; output shapes (C x h x w) for one {'x'.join(map(str, dummy.shape[2:]))} input"
+        f"{loaded.name}{weights}: {sum(p.numel() for p in loaded.model.parameters()):,} parameters; "
+        f"output shapes for one {'x'.join(map(str, image))} input"
     )
     for row in rows:
-        print(f"{row[0]:<{width}}  {row[1]:<{kind_width}}  {row[2]:<14} {row[3]:<8} {row[4]}".rstrip())
+        print(
+            f"{row[0]:<{width}}  {row[1]:<{kind_width}}  {row[2]:<14} {row[3]:<14} {row[4]:<8} {row[5]}".rstrip()
+        )
     if auto:
         print(f"automatic target layer: {auto}")
     else:
@@ -420,9 +467,12 @@ def run_layers(args) -> int:
 
 
 def _version() -> str:
-    from . import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("mieruka")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 if __name__ == "__main__":

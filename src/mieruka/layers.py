@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import MierukaError
+from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, layout, shape_text
 
 
 @dataclass(frozen=True)
@@ -95,30 +96,48 @@ def trace_layers(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo
 def auto_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     """The dotted name of the layer the automatic rule (module docstring) picks for this input."""
     infos, outputs = trace_layers(model, inputs[:1])
-    name = pick_auto_layer(infos, outputs)
+    image = (inputs.shape[-2], inputs.shape[-1])
+    name = pick_auto_layer(infos, outputs, image)
     if name is None:
         shown = ", ".join(f"{i.name} {list(i.shape) if i.shape else '-'}" for i in infos[-12:]) or "none"
         raise LayerError(
             "found no feature map (N, C, h, w) with h * w > 1 that runs once per forward; "
             f"name one with --layer / target_layer= (last modules: {shown})"
         )
+    later = _later_features(infos, name, image)
+    if later is not None:
+        raise LayerError(
+            f"this looks like a transformer: after {name!r}, its last channels-first map, the features go on "
+            f"as {layout(later.shape or (), image, later.kind)} ({later.name!r} outputs "
+            f"{shape_text(later.shape or ())}), which mieruka cannot read yet; name a layer with --layer / "
+            "target_layer= (`mieruka layers` lists them)"
+        )
     return name
 
 
-def pick_auto_layer(infos: list[LayerInfo], outputs: list) -> str | None:
-    """Apply the automatic rule to a trace; None when no module qualifies."""
+def pick_auto_layer(infos: list[LayerInfo], outputs: list, image: tuple[int, int]) -> str | None:
+    """Apply the automatic rule to a trace of an (H, W) `image`; None when no module qualifies."""
     pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
     chosen = None
     for info, out in zip(infos, outputs):
         if (
             info.calls == 1
             and info.shape is not None
-            and len(info.shape) == 4
-            and info.shape[2] * info.shape[3] > 1
+            and layout(info.shape, image, info.kind) == CHANNELS_FIRST
             and id(out) not in pooled
         ):
             chosen = info.name
     return chosen
+
+
+def _later_features(infos: list[LayerInfo], chosen: str, image: tuple[int, int]) -> LayerInfo | None:
+    """A token or channels-last output after `chosen`: the network's features go on in another layout
+    (a transformer), so the last channels-first map is only its stem."""
+    names = [info.name for info in infos]
+    for info in infos[names.index(chosen) + 1 :]:
+        if info.shape is not None and layout(info.shape, image, info.kind) in (TOKENS, CHANNELS_LAST):
+            return info
+    return None
 
 
 @contextmanager

@@ -9,7 +9,6 @@ from a file (state_dict, checkpoint dict, TorchScript) or, for torchvision, a na
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -24,6 +23,7 @@ from torch import nn
 
 from .errors import MierukaError
 from .images import Preprocess
+from .labels import imagenet_labels, load_labels
 
 DEFAULT_MODEL = "efficientnet_lite0"
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "module", "ema")
@@ -41,48 +41,12 @@ class LoadedModel:
     preprocess: Preprocess
     labels: list[str] | None
     name: str
+    weights: str = "given"  # what the weights are: a file name, a torchvision weights name, or "random"
 
-
-def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet class names, offline, from torchvision's weight metadata."""
-    from torchvision.models import ResNet18_Weights
-
-    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def load_labels(path: str | os.PathLike) -> list[str]:
-    """Class names from a text file (one a line) or JSON (a list, or a mapping index -> name)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise ModelError(f"{path}: cannot read labels ({error.strerror or error})") from None
-    if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ModelError(f"{path}: not valid JSON ({error})") from None
-        if isinstance(data, Mapping):
-            try:
-                pairs = sorted((int(key), value) for key, value in data.items())
-            except ValueError:
-                raise ModelError(f"{path}: a JSON mapping must go from class index to name") from None
-            if [index for index, _ in pairs] != list(range(len(pairs))):
-                raise ModelError(f"{path}: class indices must run 0..{len(pairs) - 1} without gaps")
-            data = [value for _, value in pairs]
-        if not isinstance(data, list):
-            raise ModelError(f"{path}: expected a JSON list of names or a mapping index -> name")
-        names = [_label_text(value) for value in data]
-    else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise ModelError(f"{path}: holds no class names")
-    return names
-
-
-def _label_text(value: Any) -> str:
-    # torchvision-style {"0": ["n01440764", "tench"]} lists carry the readable name last.
-    return str(value[-1]) if isinstance(value, list) and value else str(value)
+    @property
+    def random_weights(self) -> bool:
+        """True when the network was left untrained on purpose: its predictions and maps mean nothing."""
+        return self.weights == "random"
 
 
 def load_model(
@@ -92,29 +56,44 @@ def load_model(
     num_classes: int | None = None,
     labels: str | os.PathLike | list[str] | None = None,
     trust_checkpoint: bool = False,
+    random_weights: bool = False,
     device: str | torch.device = "cpu",
 ) -> LoadedModel:
     """Build a model by name, load its weights, and attach preprocessing and labels.
+
+    A named architecture needs `weights`: a network left at its random initialization would predict
+    and explain noise with real class names. Pass ``random_weights=True`` to get one on purpose (for
+    tests and sanity checks); the result then says so in ``weights == "random"``.
 
     >>> loaded = load_model()  # the default ImageNet EfficientNet-Lite0, offline
     >>> loaded.labels[281]
     'tabby'
     """
     name = name or DEFAULT_MODEL
+    default = name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL)
+    if random_weights and weights is not None:
+        raise ModelError("give weights (--weights) or ask for random weights (--random-weights), not both")
+    untrained_ok = random_weights or weights is not None
     state = None
     if weights is not None and (Path(weights).exists() or not re.fullmatch(r"[A-Z0-9_]+", str(weights))):
         state = read_checkpoint(Path(weights), trust_checkpoint)
     if isinstance(state, nn.Module):  # a whole pickled model, loaded because the caller trusts it
         loaded = LoadedModel(state, Preprocess(), None, type(state).__name__)
-    elif name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL) and weights is None:
+    elif default and weights is None and not random_weights:
         loaded = _default_model(num_classes)
     elif name.startswith("timm:") or name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL):
-        loaded = _timm_model(name.removeprefix("timm:"), state, num_classes, weights)
+        loaded = _timm_model(name.removeprefix("timm:"), state, num_classes, weights, untrained_ok)
     else:
-        loaded = _torchvision_model(name, weights, state, num_classes)
+        loaded = _torchvision_model(name, weights, state, num_classes, untrained_ok)
     if labels is not None:
         loaded.labels = list(labels) if isinstance(labels, list) else load_labels(labels)
     loaded.labels = _check_labels(loaded)
+    if random_weights:
+        loaded.weights = "random"
+    elif weights is not None:
+        loaded.weights = Path(weights).name if state is not None else str(weights)
+    else:
+        loaded.weights = "default"
     loaded.model.eval().to(device)
     return loaded
 
@@ -160,23 +139,25 @@ def _default_model(num_classes: int | None) -> LoadedModel:
     model.load_state_dict(dict(zip(target.keys(), state.values())))
     # TF-ported weights expect inputs scaled to [-1, 1] (mean = std = 0.5), bicubic resize as TF did.
     preprocess = Preprocess(256, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic")
-    return LoadedModel(model, preprocess, imagenet_labels(), DEFAULT_MODEL)
+    return LoadedModel(model, preprocess, list(imagenet_labels()), DEFAULT_MODEL)
 
 
 def _create_timm(arch: str, num_classes: int | None) -> nn.Module:
     import timm
 
-    if arch not in timm.list_models():
-        raise ModelError(f"timm has no architecture {arch!r}")
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     return timm.create_model(arch, pretrained=False, **kwargs)
 
 
-def _timm_model(arch: str, state, num_classes: int | None, weights) -> LoadedModel:
+def _timm_model(arch: str, state, num_classes: int | None, weights, untrained_ok: bool) -> LoadedModel:
     import timm
 
     if arch == DEFAULT_MODEL:
         arch = "tf_" + arch
+    if arch not in timm.list_models():
+        raise ModelError(f"timm has no architecture {arch!r}")
+    if not untrained_ok:
+        raise _no_weights(f"timm:{arch}")
     model = _create_timm(arch, num_classes)
     if state is not None:
         _load_state(model, arch, state, source=str(weights))
@@ -193,11 +174,11 @@ def _timm_model(arch: str, state, num_classes: int | None, weights) -> LoadedMod
         tuple(config["std"]),
         config.get("interpolation", "bilinear"),
     )
-    labels = imagenet_labels() if _num_outputs(model) == 1000 and num_classes is None else None
+    labels = list(imagenet_labels()) if _num_outputs(model) == 1000 and num_classes is None else None
     return LoadedModel(model, preprocess, labels, f"timm:{arch}")
 
 
-def _torchvision_model(name: str, weights, state, num_classes: int | None) -> LoadedModel:
+def _torchvision_model(name: str, weights, state, num_classes: int | None, untrained_ok: bool) -> LoadedModel:
     import torchvision.models as tvm
 
     available = tvm.list_models(module=tvm)
@@ -210,6 +191,8 @@ def _torchvision_model(name: str, weights, state, num_classes: int | None) -> Lo
             f"--model {name!r} is not a torchvision classification model{hint}; "
             "use timm:NAME for timm architectures"
         )
+    if not untrained_ok:
+        raise _no_weights(name)
     preprocess, labels, named = Preprocess(), None, None
     if weights is not None and state is None:
         named = _named_weights(name, str(weights))
@@ -223,7 +206,7 @@ def _torchvision_model(name: str, weights, state, num_classes: int | None) -> Lo
         )
         labels = list(named.meta.get("categories") or []) or None
     elif weights is None or num_classes in (None, 1000):
-        labels = imagenet_labels() if num_classes in (None, 1000) else None
+        labels = list(imagenet_labels()) if num_classes in (None, 1000) else None
     kwargs: dict[str, Any] = {"weights": None}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
@@ -239,6 +222,14 @@ def _torchvision_model(name: str, weights, state, num_classes: int | None) -> Lo
     elif state is not None:
         _load_state(model, name, state, source=str(weights))
     return LoadedModel(model, preprocess, labels, name)
+
+
+def _no_weights(name: str) -> ModelError:
+    return ModelError(
+        f"--model {name}: no weights given, so the network would be untrained and its maps meaningless; "
+        "pass --weights FILE (state_dict or checkpoint), --weights IMAGENET1K_V1 (torchvision weights "
+        "in the local torch cache), or --random-weights to run it untrained on purpose"
+    )
 
 
 def _first(value) -> int | None:

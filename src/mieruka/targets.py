@@ -7,13 +7,13 @@ for picking logits; a callable ``f(logits) -> (N,)`` explains any other scalar.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from .errors import MierukaError
+from .labels import find_class, unknown_class_message
 
 TargetSpec = int | str | Sequence[int | str] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None
 
@@ -49,17 +49,10 @@ def class_index(name: str, labels: Sequence[str] | None) -> int:
         return int(name)
     if not labels:
         raise TargetError(f"target {name!r} is a name, but the model has no class names; pass --labels")
-    wanted = _canonical(name)
-    for index, label in enumerate(labels):
-        if _canonical(label) == wanted:
-            return index
-    close = difflib.get_close_matches(name, list(labels), n=3, cutoff=0.5)
-    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-    raise TargetError(f"target {name!r} is not one of the model's {len(labels)} class names{hint}")
-
-
-def _canonical(name: str) -> str:
-    return " ".join(name.replace("_", " ").lower().split())
+    index = find_class(name, labels)
+    if index is None:
+        raise TargetError(unknown_class_message(name, labels))
+    return index
 
 
 def resolve_targets(

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 Scorer = Callable[
     [torch.Tensor, torch.Tensor], torch.Tensor
 ]  # (logits (B, classes), image index (B,)) -> (B, K)
+Progress = Callable[[int, int], None]  # (passes done, passes in all): for a progress bar
 
 
 def _normalized_masks(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -35,6 +36,7 @@ def scorecam_weights(
     batch_size: int = 64,
     skip_empty: bool = True,
     top_channels: int | None = None,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """Score-CAM (Wang et al., CVPR-W 2020): weight_c = softmax over channels of the target score of
     the input masked by channel c (upsampled, min-max normalized), as pytorch-grad-cam and torchcam do.
@@ -49,6 +51,7 @@ def scorecam_weights(
     size = tuple(inputs.shape[-2:])
     logits_all: list[torch.Tensor] = []
     keep_all: list[torch.Tensor] = []
+    done = 0
     for n in range(batch):
         masks = _normalized_masks(activations[n : n + 1], size)[0]  # (C, H, W)
         keep = torch.ones(channels, dtype=torch.bool, device=masks.device)
@@ -60,13 +63,16 @@ def scorecam_weights(
             chosen[strength.topk(top_channels).indices] = True
             keep &= chosen
         indices = keep.nonzero().flatten()
-        per_channel = []
+        per_channel, before = [], done
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             masked = inputs[n : n + 1] * masks[chunk, None].to(inputs.dtype)
             per_channel.append(
                 scores(model(masked).float(), torch.full((len(chunk),), n, device=masked.device))
             )
+            done += len(chunk)
+            if progress is not None:  # later images are counted as needing as many passes as this one
+                progress(done, before + len(indices) * (batch - n))
         logits_all.append(torch.cat(per_channel) if per_channel else activations.new_zeros(0, 1).float())
         keep_all.append(keep)
     # softmax over the kept channels of each image; skipped channels get weight 0
@@ -88,6 +94,7 @@ def ablationcam_weights(
     scores: Scorer,
     *,
     batch_size: int = 256,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """Ablation-CAM (Desai & Ramaswamy, WACV 2020): weight_c = (y - y_c) / y, where y_c is the target
     score with channel c of the layer set to zero.
@@ -106,6 +113,8 @@ def ablationcam_weights(
             ablated_scores.append(
                 scores(tail(ablated, n).float(), torch.full((len(chunk),), n, device=ablated.device))
             )
+            if progress is not None:
+                progress(n * channels + start + len(chunk), batch * channels)
         y_c = torch.cat(ablated_scores)  # (C, K)
         y = original[n].float()  # (K,)
         weights.append(((y - y_c) / y).T)  # (K, C)
