@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser(
         "explain",
         help="write Grad-CAM overlays for photos and folders",
-        description="Explain each photo: a Grad-CAM map drawn onto the original photo, one PNG per target, "
-        "plus results.jsonl with the labels and probabilities.",
+        description="Explain each photo: a Grad-CAM map drawn onto the original photo, one PNG per target,\n"
+        "plus results.jsonl with the labels and probabilities (paths relative to the output folder).\n"
+        "Pictures mirror the subfolders of each folder given: photos/a/cat.jpg -> OUT/a/cat_LABEL.png.",
         epilog=EXPLAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -248,10 +249,11 @@ def _dummy_input(loaded, device):
 
 
 def run_explain(args, parser: argparse.ArgumentParser) -> int:
-    from .batch import RenderOptions, explain_files, write_jsonl
+    from .batch import RenderOptions, explain_files
     from .cam import CAM
-    from .images import find_images
+    from .images import find_images_relative
     from .methods import parse_methods
+    from .outputs import RESULTS, write_jsonl
     from .render import colormap_table
 
     if args.top_k < 1:
@@ -266,11 +268,12 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
     methods = [m.name for m in parse_methods(args.method)]
     colormap_table(args.colormap)  # fail early on a wrong colormap name
-    paths = find_images(args.paths)
-    if not paths:
+    found = find_images_relative(args.paths)
+    if not found:
         raise ValueError(
             f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
         )
+    paths, places = [path for path, _ in found], [place for _, place in found]
 
     loaded, device = _load(args)
     cam = CAM(
@@ -302,6 +305,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         workers=args.workers,
         device=device,
         on_progress=progress.advance,
+        places=places,
     ):
         if outcome.error:
             failures += 1
@@ -315,16 +319,14 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
                 print(json.dumps(record, ensure_ascii=False))
         elif not args.quiet:
             progress.clear()
-            _print_summary(outcome.records)
+            _print_summary(outcome.records, out_dir)
     progress.clear()
-    write_jsonl(records, out_dir / "results.jsonl")
-    good = len(paths) - failures
+    write_jsonl(records, out_dir / RESULTS)
     if not args.quiet and not args.json:
         seconds = time.perf_counter() - started
         print(
-            f"{good} of {len(paths)} image(s) explained at layer {layer_names}"
-            f" in {seconds:.1f} s -> {out_dir}/ (results.jsonl)"
-            + (f"; {failures} failed" if failures else "")
+            f"{len(paths) - failures} of {len(paths)} image(s) explained at layer {layer_names}"
+            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS})" + (f"; {failures} failed" if failures else "")
         )
     return EXIT_BAD_INPUT if failures else 0
 
@@ -340,14 +342,15 @@ def _parse_target(text: str | None, labels):
     return index
 
 
-def _print_summary(records: list[dict]) -> None:
+def _print_summary(records: list[dict], out_dir: Path) -> None:
+    """The photo's top classes, then each picture as a path from here (records hold it from `out_dir`)."""
     first = records[0]
     others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in first["top5"][:5])
     print(f"{first['file']}: {others}")
     for record in records:
         empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
         note = " (empty map: no positive evidence)" if empty else ""
-        print(f"  {record['label']} -> {record['output']}{note}")
+        print(f"  {record['label']} -> {out_dir / record['output']}{note}")
 
 
 class _Progress:
