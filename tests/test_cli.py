@@ -104,7 +104,7 @@ def test_fine_tuned_resnet18_end_to_end(tmp_path):
     assert Path(record["output"]).name == f"cat_{record['label']}.png"
     run = mieruka(
         "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "5", "--weights", tmp_path / "ft.pth",
-        "--labels", tmp_path / "labels.txt", "--out", out, "--target", "tulip",
+        "--labels", tmp_path / "labels.txt", "--out", out, "--target", "tulip", "--overwrite",
     )  # fmt: skip
     assert run.returncode == 0 and _records(out)[0]["label"] == "tulip"
 
@@ -190,6 +190,7 @@ def test_help_has_examples():
     for command in ("explain", "layers"):
         run = mieruka(command, "--help")
         assert run.returncode == 0 and "examples:" in run.stdout
+    assert "--overwrite" in mieruka("explain", "--help").stdout
 
 
 def test_method_all_writes_a_comparison_panel_and_a_png_per_method(tmp_path):
@@ -235,6 +236,40 @@ def test_unknown_method_is_one_line(tmp_path):
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_second_run_into_the_same_folder_is_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "out"
+    assert mieruka("explain", SAMPLES / "cat.jpg", "--out", out).returncode == 0
+    (out / "notes.txt").write_text("the user's own file")
+    first = _snapshot(out)
+    cat_picture = _records(out)[0]["output"]
+
+    run = mieruka("explain", SAMPLES / "coffee.jpg", "--out", out)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert str(out) in run.stderr and "--overwrite" in run.stderr and "--out" in run.stderr
+    assert _snapshot(out) == first  # the first run is intact
+
+    run = mieruka("explain", SAMPLES / "coffee.jpg", "--out", out, "--overwrite")
+    assert run.returncode == 0, run.stderr
+    records = _records(out)
+    assert [Path(r["file"]).name for r in records] == ["coffee.jpg"]
+    assert not (out / cat_picture).exists() and (out / records[0]["output"]).is_file()
+    assert (out / "notes.txt").read_text() == "the user's own file"  # only the old run's files go
+    assert sorted(_snapshot(out)) == sorted(["notes.txt", "results.jsonl", records[0]["output"]])
+
+
+def test_a_typo_never_touches_the_output_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cat_tabby.png").write_bytes(b"an earlier run's picture")
+    (out / "results.jsonl").write_text(json.dumps({"file": "cat.jpg", "output": "cat_tabby.png"}) + "\n")
+    before = _snapshot(out)
+    for extra in ([], ["--overwrite"]):
+        run = mieruka("explain", tmp_path / "ct.jpg", "--out", out, *extra)
+        assert run.returncode == 2 and "ct.jpg: no such file" in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+        assert _snapshot(out) == before
 
 
 def test_output_names_mirror_the_input_folders(tmp_path):

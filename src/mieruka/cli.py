@@ -14,6 +14,7 @@ EXIT_BAD_INPUT = 2
 EXPLAIN_EXAMPLES = """examples:
   mieruka explain photo.jpg                      # default ImageNet model, predicted class
   mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo
+  mieruka explain photos/ --out maps --overwrite # replace the earlier run in maps/
   mieruka explain cat.jpg --target "tabby" --style panel
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
   mieruka explain photo.jpg --model vgg16 --weights IMAGENET1K_V1 --layer features.29
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write Grad-CAM overlays for photos and folders",
         description="Explain each photo: a Grad-CAM map drawn onto the original photo, one PNG per target,\n"
         "plus results.jsonl with the labels and probabilities (paths relative to the output folder).\n"
-        "Pictures mirror the subfolders of each folder given: photos/a/cat.jpg -> OUT/a/cat_LABEL.png.",
+        "Pictures mirror the subfolders of each folder given: photos/a/cat.jpg -> OUT/a/cat_LABEL.png.\n"
+        "A run never destroys an earlier one: an output folder that holds results.jsonl is refused\n"
+        "unless --overwrite is given, and nothing is written or removed before every argument is checked.",
         epilog=EXPLAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -53,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument(
         "--out", "-o", default="mieruka-out", metavar="DIR", help="output folder (default: %(default)s)"
+    )
+    explain.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the earlier run in --out: remove the files its results.jsonl lists (nothing else), "
+        "then write this run",
     )
     _model_arguments(explain)
     explain.add_argument(
@@ -253,7 +262,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from .cam import CAM
     from .images import find_images_relative
     from .methods import parse_methods
-    from .outputs import RESULTS, write_jsonl
+    from .outputs import RESULTS, find_earlier_run, write_jsonl
     from .render import colormap_table
 
     if args.top_k < 1:
@@ -268,12 +277,22 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
     methods = [m.name for m in parse_methods(args.method)]
     colormap_table(args.colormap)  # fail early on a wrong colormap name
+    missing = [path for path in args.paths if not Path(path).exists()]
+    if missing:
+        raise ValueError(f"{missing[0]}: no such file or folder")
     found = find_images_relative(args.paths)
     if not found:
         raise ValueError(
             f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
         )
     paths, places = [path for path, _ in found], [place for _, place in found]
+    out_dir = Path(args.out)
+    earlier = find_earlier_run(out_dir)
+    if earlier is not None and not args.overwrite:
+        raise ValueError(
+            f"{out_dir} holds the results of an earlier run ({RESULTS}): "
+            "pass --overwrite to replace that run, or choose another --out"
+        )
 
     loaded, device = _load(args)
     cam = CAM(
@@ -288,7 +307,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(_dummy_input(loaded, device)))
     target = _parse_target(args.target, loaded.labels)
-    out_dir = Path(args.out)
+    if earlier is not None:  # every argument is checked: only now is the earlier run replaced
+        earlier.remove()
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json and len(paths) > 4)
     records, failures = [], 0
     started = time.perf_counter()
