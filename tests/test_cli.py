@@ -116,6 +116,7 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
         shutil.copy(SAMPLES / name, photos / name)
     shutil.copy(SAMPLES / "cat.jpg", photos / "nested" / "cat2.jpg")
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (photos / "empty.png").write_bytes(b"")
     (photos / "notes.txt").write_text("ignored: not an image suffix")
     out = tmp_path / "out"
     run = mieruka("explain", photos, "--out", out, "--batch-size", "2", "--workers", "2")
@@ -125,8 +126,15 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
     assert sorted(Path(r["file"]).name for r in records if "error" not in r) == [
         "cat.jpg", "cat2.jpg", "coffee.jpg", "rocket.jpg"
     ]  # fmt: skip
-    assert [Path(r["file"]).name for r in records if "error" in r] == ["broken.jpg"]
+    assert sorted(Path(r["file"]).name for r in records if "error" in r) == ["broken.jpg", "empty.png"]
     assert len(list(out.rglob("*.png"))) == 4 and not _leftovers(out)
+    # the summary names each failed file with its reason, not only how many
+    summary = run.stdout[run.stdout.index("4 of 6 image(s) explained") :].splitlines()
+    assert summary[0].endswith("; 2 failed:") and len(summary) == 3
+    assert sorted(line.split(": ")[0].strip() for line in summary[1:]) == [
+        str(photos / "broken.jpg"), str(photos / "empty.png")
+    ]  # fmt: skip
+    assert all("not a readable image" in line for line in summary[1:])
 
 
 @pytest.mark.parametrize(

@@ -310,7 +310,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if earlier is not None:  # every argument is checked: only now is the earlier run replaced
         earlier.remove()
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json and len(paths) > 4)
-    records, failures = [], 0
+    records, failures = [], []
     started = time.perf_counter()
     for outcome in explain_files(
         paths,
@@ -328,7 +328,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         places=places,
     ):
         if outcome.error:
-            failures += 1
+            failures.append(outcome.error)
             progress.clear()
             print(f"mieruka: error: {outcome.error}", file=sys.stderr)
             records.append({"file": str(outcome.path), "error": outcome.error})
@@ -345,9 +345,12 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if not args.quiet and not args.json:
         seconds = time.perf_counter() - started
         print(
-            f"{len(paths) - failures} of {len(paths)} image(s) explained at layer {layer_names}"
-            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS})" + (f"; {failures} failed" if failures else "")
+            f"{len(paths) - len(failures)} of {len(paths)} image(s) explained at layer {layer_names}"
+            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS})"
+            + (f"; {len(failures)} failed:" if failures else "")
         )
+        for failure in failures:
+            print(f"  {' '.join(failure.split())}")
     return EXIT_BAD_INPUT if failures else 0
 
 
