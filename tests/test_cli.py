@@ -54,10 +54,10 @@ def test_explain_the_samples_with_the_default_model(tmp_path):
     cat = records[0]
     assert 281 <= cat["index"] <= 285 and cat["layer"] == "bn2" and len(cat["top5"]) == 5
     assert cat["probability"] == cat["top5"][0]["probability"]
-    overlay = Image.open(cat["output"])
+    overlay = Image.open(tmp_path / cat["output"])  # records hold paths from the output folder
     assert overlay.size == Image.open(SAMPLES / "cat.jpg").size
-    assert np.load(cat["map"]).shape == (7, 7)
-    assert "cat.jpg: " in run.stdout and cat["output"] in run.stdout
+    assert np.load(tmp_path / cat["map"]).shape == (7, 7)
+    assert "cat.jpg: " in run.stdout and str(tmp_path / cat["output"]) in run.stdout
     assert not _leftovers(tmp_path)
 
 
@@ -65,7 +65,7 @@ def test_overlay_marks_only_the_centre_crop(tmp_path):
     run = mieruka("explain", SAMPLES / "rocket.jpg", "--out", tmp_path, "--alpha", "0.6")
     assert run.returncode == 0, run.stderr
     photo = np.asarray(Image.open(SAMPLES / "rocket.jpg")).astype(int)
-    overlay = np.asarray(Image.open(_records(tmp_path)[0]["output"])).astype(int)
+    overlay = np.asarray(Image.open(tmp_path / _records(tmp_path)[0]["output"])).astype(int)
     # 640x427 is resized to 383x256 and cropped at columns 80..304: photo columns 133.7..507.0
     assert np.array_equal(overlay[:, :133], photo[:, :133]) and np.array_equal(
         overlay[:, 508:], photo[:, 508:]
@@ -79,7 +79,7 @@ def test_styles(tmp_path, style):
         "explain", SAMPLES / "cat.jpg", "--out", tmp_path, "--style", style, "--colormap", "inferno"
     )
     assert run.returncode == 0, run.stderr
-    image = Image.open(_records(tmp_path)[0]["output"])
+    image = Image.open(tmp_path / _records(tmp_path)[0]["output"])
     assert image.mode == "RGB"
     if style != "panel":
         assert image.size == (451, 300)
@@ -104,7 +104,7 @@ def test_fine_tuned_resnet18_end_to_end(tmp_path):
     assert Path(record["output"]).name == f"cat_{record['label']}.png"
     run = mieruka(
         "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "5", "--weights", tmp_path / "ft.pth",
-        "--labels", tmp_path / "labels.txt", "--out", out, "--target", "tulip",
+        "--labels", tmp_path / "labels.txt", "--out", out, "--target", "tulip", "--overwrite",
     )  # fmt: skip
     assert run.returncode == 0 and _records(out)[0]["label"] == "tulip"
 
@@ -116,6 +116,7 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
         shutil.copy(SAMPLES / name, photos / name)
     shutil.copy(SAMPLES / "cat.jpg", photos / "nested" / "cat2.jpg")
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (photos / "empty.png").write_bytes(b"")
     (photos / "notes.txt").write_text("ignored: not an image suffix")
     out = tmp_path / "out"
     run = mieruka("explain", photos, "--out", out, "--batch-size", "2", "--workers", "2")
@@ -125,8 +126,15 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
     assert sorted(Path(r["file"]).name for r in records if "error" not in r) == [
         "cat.jpg", "cat2.jpg", "coffee.jpg", "rocket.jpg"
     ]  # fmt: skip
-    assert [Path(r["file"]).name for r in records if "error" in r] == ["broken.jpg"]
-    assert len(list(out.glob("*.png"))) == 4 and not _leftovers(out)
+    assert sorted(Path(r["file"]).name for r in records if "error" in r) == ["broken.jpg", "empty.png"]
+    assert len(list(out.rglob("*.png"))) == 4 and not _leftovers(out)
+    # the summary names each failed file with its reason, not only how many
+    summary = run.stdout[run.stdout.index("4 of 6 image(s) explained") :].splitlines()
+    assert summary[0].endswith("; 2 failed:") and len(summary) == 3
+    assert sorted(line.split(": ")[0].strip() for line in summary[1:]) == [
+        str(photos / "broken.jpg"), str(photos / "empty.png")
+    ]  # fmt: skip
+    assert all("not a readable image" in line for line in summary[1:])
 
 
 @pytest.mark.parametrize(
@@ -190,6 +198,7 @@ def test_help_has_examples():
     for command in ("explain", "layers"):
         run = mieruka(command, "--help")
         assert run.returncode == 0 and "examples:" in run.stdout
+    assert "--overwrite" in mieruka("explain", "--help").stdout
 
 
 def test_method_all_writes_a_comparison_panel_and_a_png_per_method(tmp_path):
@@ -213,8 +222,8 @@ def test_method_all_writes_a_comparison_panel_and_a_png_per_method(tmp_path):
     }  # fmt: skip
     assert len({Path(p).name for p in record["outputs"].values()}) == 11
     for path in record["outputs"].values():
-        assert Image.open(path).size == (451, 300)
-    panel = Image.open(record["output"])
+        assert Image.open(tmp_path / path).size == (451, 300)
+    panel = Image.open(tmp_path / record["output"])
     assert record["output"].endswith("_methods.png") and panel.width > 1000 and panel.height > 600
     assert not _leftovers(tmp_path)
 
@@ -231,3 +240,84 @@ def test_methods_lists_every_method():
 def test_unknown_method_is_one_line(tmp_path):
     run = mieruka("explain", SAMPLES / "cat.jpg", "--method", "gradcam,gradkam", "--out", tmp_path)
     assert run.returncode == 2 and "unknown method 'gradkam'" in run.stderr and "Traceback" not in run.stderr
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_second_run_into_the_same_folder_is_refused_unless_overwrite(tmp_path):
+    out = tmp_path / "out"
+    assert mieruka("explain", SAMPLES / "cat.jpg", "--out", out).returncode == 0
+    (out / "notes.txt").write_text("the user's own file")
+    first = _snapshot(out)
+    cat_picture = _records(out)[0]["output"]
+
+    run = mieruka("explain", SAMPLES / "coffee.jpg", "--out", out)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert str(out) in run.stderr and "--overwrite" in run.stderr and "--out" in run.stderr
+    assert _snapshot(out) == first  # the first run is intact
+
+    run = mieruka("explain", SAMPLES / "coffee.jpg", "--out", out, "--overwrite")
+    assert run.returncode == 0, run.stderr
+    records = _records(out)
+    assert [Path(r["file"]).name for r in records] == ["coffee.jpg"]
+    assert not (out / cat_picture).exists() and (out / records[0]["output"]).is_file()
+    assert (out / "notes.txt").read_text() == "the user's own file"  # only the old run's files go
+    assert sorted(_snapshot(out)) == sorted(["notes.txt", "results.jsonl", records[0]["output"]])
+
+
+def test_a_typo_never_touches_the_output_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cat_tabby.png").write_bytes(b"an earlier run's picture")
+    (out / "results.jsonl").write_text(json.dumps({"file": "cat.jpg", "output": "cat_tabby.png"}) + "\n")
+    before = _snapshot(out)
+    for extra in ([], ["--overwrite"]):
+        run = mieruka("explain", tmp_path / "ct.jpg", "--out", out, *extra)
+        assert run.returncode == 2 and "ct.jpg: no such file" in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+        assert _snapshot(out) == before
+
+
+def test_output_names_mirror_the_input_folders(tmp_path):
+    photos, more = tmp_path / "photos", tmp_path / "more"
+    for folder in (photos / "a", photos / "b", more / "a"):
+        folder.mkdir(parents=True)
+        shutil.copy(SAMPLES / "cat.jpg", folder / "cat.jpg")
+    shutil.copy(SAMPLES / "coffee.jpg", tmp_path / "coffee.jpg")
+    out = tmp_path / "out"
+    run = mieruka("explain", photos, more, tmp_path / "coffee.jpg", "--out", out, "--save-maps")
+    assert run.returncode == 0, run.stderr
+    records = _records(out)
+    cat, coffee = records[0]["label"].replace(" ", "_"), records[3]["label"].replace(" ", "_")
+    assert [r["output"] for r in records] == [
+        f"a/cat_{cat}.png", f"b/cat_{cat}.png", f"a/cat_{cat}-2.png", f"coffee_{coffee}.png"
+    ]  # fmt: skip
+    assert [r["file"] for r in records] == [
+        str(photos / "a/cat.jpg"), str(photos / "b/cat.jpg"), str(more / "a/cat.jpg"), str(tmp_path / "coffee.jpg")
+    ]  # fmt: skip
+    assert f"  {records[1]['label']} -> {out / 'b' / f'cat_{cat}.png'}" in run.stdout
+
+    # paths in results.jsonl are relative to the output folder: it can be moved
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    for record in _records(moved):
+        assert not Path(record["output"]).is_absolute()
+        assert Image.open(moved / record["output"]).size == Image.open(record["file"]).size
+        assert np.load(moved / record["map"]).shape == (7, 7)
+
+
+def test_a_label_in_any_script_survives_in_the_file_name(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")
+    (tmp_path / "labels.txt").write_text("犬\n猫\n鳥\n", encoding="utf-8")
+    out = tmp_path / "out"
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "3", "--weights", tmp_path / "ft.pth",
+        "--labels", tmp_path / "labels.txt", "--target", "猫", "--out", out,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    record = _records(out)[0]
+    assert record["label"] == "猫" and record["output"] == "cat_猫.png"
+    assert (out / "cat_猫.png").is_file() and sorted(_snapshot(out)) == ["cat_猫.png", "results.jsonl"]

@@ -11,7 +11,7 @@ import torchvision.transforms as T
 from PIL import Image
 
 from conftest import SAMPLES
-from mieruka.images import ImageError, Preprocess, find_images, load_image
+from mieruka.images import ImageError, Preprocess, find_images, find_images_relative, load_image
 
 
 def _photo(width=64, height=48) -> Image.Image:
@@ -151,4 +151,16 @@ def test_find_images_walks_folders_and_keeps_files(tmp_path):
         "b.jpg",
         "sub/c.webp",
         "notes.txt",
+    ]
+
+
+def test_find_images_relative_gives_each_photo_its_place_under_the_argument(tmp_path):
+    (tmp_path / "photos" / "a").mkdir(parents=True)
+    for name in ("photos/a/cat.jpg", "photos/dog.png", "single.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    found = find_images_relative([tmp_path / "photos", tmp_path / "single.jpg"])
+    assert [(path.relative_to(tmp_path).as_posix(), place.as_posix()) for path, place in found] == [
+        ("photos/a/cat.jpg", "a/cat.jpg"),
+        ("photos/dog.png", "dog.png"),
+        ("single.jpg", "single.jpg"),
     ]

@@ -7,13 +7,11 @@ while the model works on the next batch. One unreadable photo costs only its own
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -24,6 +22,7 @@ from ._io import atomic_open
 from .cam import CAM
 from .images import ImageError, Preprocess, load_image, pil_to_tensor
 from .models import LoadedModel
+from .outputs import Namer
 from .targets import TargetSpec
 
 
@@ -83,12 +82,16 @@ def explain_files(
     workers: int | None = None,
     device: torch.device | str = "cpu",
     on_progress: Callable[[int], None] | None = None,
+    places: Sequence[PurePath] | None = None,
 ) -> Iterator[ImageResult]:
     """Explain `paths` and write one picture per photo, target and method into `out_dir`.
 
-    With several `methods` each also gets a comparison panel. Yields results in input order.
+    With several `methods` each also gets a comparison panel. Each photo's pictures go to its place
+    in `places` (`a/cat.jpg` -> `out_dir/a/cat_<label>.png`; by default its file name, at the top) and
+    its records name them relative to `out_dir`. Yields results in input order.
     """
     options = options or RenderOptions()
+    places = list(places) if places is not None else [PurePath(path.name) for path in paths]
     methods = list(methods or [cam.method])
     device = torch.device(device)
     if workers is None:
@@ -102,7 +105,7 @@ def explain_files(
         prefetch_factor=2 if workers else None,
         persistent_workers=False,
     )
-    namer = _Namer(out_dir)
+    namer = Namer()
     with ThreadPoolExecutor(max_workers=2) as writers:
         pending: list[tuple[ImageResult, list[Future]]] = []
         for batch in loader:
@@ -114,7 +117,9 @@ def explain_files(
                     inputs, methods, targets, top_k=top_k if top_k and top_k > 1 else None
                 )
                 for row, (index, _, photo, _) in enumerate(good):
-                    pictures = _plan_one(loaded, by_method, row, paths[index], namer, options, results[index])
+                    pictures = _plan_one(
+                        loaded, by_method, row, places[index], out_dir, namer, options, results[index]
+                    )
                     raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
                     box = loaded.preprocess.crop_box((photo.shape[-1], photo.shape[-2]))
                     job = writers.submit(
@@ -161,12 +166,16 @@ def _plan_one(
     loaded: LoadedModel,
     by_method: dict,
     row: int,
-    path: Path,
-    namer: _Namer,
+    place: PurePath,
+    out_dir: Path,
+    namer: Namer,
     options: RenderOptions,
     outcome: ImageResult,
 ) -> list[_Picture]:
-    """Name one photo's pictures (per target and method) and fill its records; drawing comes later."""
+    """Name one photo's pictures (per target and method) and fill its records; drawing comes later.
+
+    Records give the paths relative to `out_dir`, with `/` on every system.
+    """
     first = next(iter(by_method.values()))
     probs = first.probs[row]
     top = probs.topk(min(5, probs.numel()))
@@ -186,13 +195,15 @@ def _plan_one(
             title = f"{title}  [random weights]"
         outputs, maps_paths = {}, {}
         for method in by_method:
-            output = namer.name(path.stem, f"{label}_{method}" if several else label, suffix)
-            pictures.append(_Picture(output, f"{title} - {method}" if several else title, k, method))
+            output = namer.name(place, f"{label}_{method}" if several else label, suffix)
+            pictures.append(
+                _Picture(out_dir / output, f"{title} - {method}" if several else title, k, method)
+            )
             outputs[method] = str(output)
             if options.save_maps:
                 maps_paths[method] = str(output.with_suffix(".npy"))
         record = {
-            "file": str(path),
+            "file": str(outcome.path),
             "label": label,
             "index": index,
             "probability": None if probability is None else round(probability, 6),
@@ -206,8 +217,8 @@ def _plan_one(
             "top5": top5,
         }
         if several:
-            panel_path = namer.name(path.stem, f"{label}_methods", suffix)
-            pictures.append(_Picture(panel_path, title, k))
+            panel_path = namer.name(place, f"{label}_methods", suffix)
+            pictures.append(_Picture(out_dir / panel_path, title, k))
             record["output"] = str(panel_path)
             record["outputs"] = outputs
             record["empty"] = {m: bool(r.empty[row].reshape(-1)[k]) for m, r in by_method.items()}
@@ -260,31 +271,6 @@ def _label(loaded: LoadedModel, index: int) -> str:
     return f"class {index}"
 
 
-class _Namer:
-    """`<out>/<stem>_<label>.png`, made unique within one run."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.out_dir = out_dir
-        self.used: set[str] = set()
-
-    def name(self, stem: str, label: str, suffix: str) -> Path:
-        readable = label.replace("+", "p")  # gradcam++ -> gradcampp
-        base = f"{stem}_{re.sub(r'[^0-9A-Za-z.-]+', '_', readable).strip('_') or 'class'}"
-        candidate, number = base, 1
-        while candidate in self.used:
-            number += 1
-            candidate = f"{base}-{number}"
-        self.used.add(candidate)
-        return self.out_dir / f"{candidate}{suffix}"
-
-
 def _save_npy(array: np.ndarray, path: Path) -> None:
     with atomic_open(path) as stream:
         np.save(stream, array)
-
-
-def write_jsonl(records: Sequence[dict], path: Path) -> None:
-    """Write records one JSON object a line, atomically."""
-    with atomic_open(path, "w", encoding="utf-8") as stream:
-        for record in records:
-            stream.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -14,6 +14,7 @@ EXIT_BAD_INPUT = 2
 EXPLAIN_EXAMPLES = """examples:
   mieruka explain photo.jpg                      # default ImageNet model, predicted class
   mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo
+  mieruka explain photos/ --out maps --overwrite # replace the earlier run in maps/
   mieruka explain cat.jpg --target "tabby" --style panel
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
   mieruka explain photo.jpg --model vgg16 --weights IMAGENET1K_V1 --layer features.29
@@ -42,8 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser(
         "explain",
         help="write Grad-CAM overlays for photos and folders",
-        description="Explain each photo: a Grad-CAM map drawn onto the original photo, one PNG per target, "
-        "plus results.jsonl with the labels and probabilities.",
+        description="Explain each photo: a Grad-CAM map drawn onto the original photo, one PNG per target,\n"
+        "plus results.jsonl with the labels and probabilities (paths relative to the output folder).\n"
+        "Pictures mirror the subfolders of each folder given: photos/a/cat.jpg -> OUT/a/cat_LABEL.png.\n"
+        "A run never destroys an earlier one: an output folder that holds results.jsonl is refused\n"
+        "unless --overwrite is given, and nothing is written or removed before every argument is checked.",
         epilog=EXPLAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -52,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument(
         "--out", "-o", default="mieruka-out", metavar="DIR", help="output folder (default: %(default)s)"
+    )
+    explain.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the earlier run in --out: remove the files its results.jsonl lists (nothing else), "
+        "then write this run",
     )
     _model_arguments(explain)
     explain.add_argument(
@@ -258,34 +268,35 @@ def _dummy_input(loaded, device):
 
 
 def run_explain(args, parser: argparse.ArgumentParser) -> int:
-    from .batch import RenderOptions, explain_files, write_jsonl
-    from .cam import CAM
-    from .images import find_images
+    # Flags and paths are checked before anything heavy is imported: a typo costs a blink.
+    _check_explain_flags(args)
     from .methods import parse_methods
+
+    methods = [m.name for m in parse_methods(args.method)]
+    missing = [path for path in args.paths if not Path(path).exists()]
+    if missing:  # reported before any model is loaded or any file is written
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ValueError(f"{missing[0]}: no such file or folder{more}")
+
+    from .batch import RenderOptions, explain_files
+    from .cam import CAM
+    from .images import find_images_relative
+    from .outputs import RESULTS, find_earlier_run, write_jsonl
     from .render import colormap_table
 
-    missing = [path for path in args.paths if not Path(path).exists()]
-    if missing:  # a typo is reported before any model is loaded or any file is written
-        raise ValueError(
-            f"{missing[0]}: no such file or folder"
-            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
-        )
-    if args.top_k < 1:
-        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.target is not None and args.top_k > 1:
-        raise ValueError("--target and --top-k exclude each other: explain one class, or the K best")
-    if args.score_channels is not None and args.score_channels < 1:
-        raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
-    methods = [m.name for m in parse_methods(args.method)]
     colormap_table(args.colormap)  # fail early on a wrong colormap name
-    paths = find_images(args.paths)
-    if not paths:
+    found = find_images_relative(args.paths)
+    if not found:
         raise ValueError(
             f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
+        )
+    paths, places = [path for path, _ in found], [place for _, place in found]
+    out_dir = Path(args.out)
+    earlier = find_earlier_run(out_dir)
+    if earlier is not None and not args.overwrite:
+        raise ValueError(
+            f"{out_dir} holds the results of an earlier run ({RESULTS}): "
+            "pass --overwrite to replace that run, or choose another --out"
         )
 
     loaded, device = _load(args)
@@ -307,10 +318,11 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             "its predictions and maps mean nothing",
             file=sys.stderr,
         )
-    out_dir = Path(args.out)
+    if earlier is not None:  # every argument is checked: only now is the earlier run replaced
+        earlier.remove()
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json, show_photos=len(paths) > 4)
     cam.progress = progress.stage
-    records, failures = [], 0
+    records, failures = [], []
     started = time.perf_counter()
     for outcome in explain_files(
         paths,
@@ -325,9 +337,10 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         workers=args.workers,
         device=device,
         on_progress=progress.advance,
+        places=places,
     ):
         if outcome.error:
-            failures += 1
+            failures.append(outcome.error)
             progress.clear()
             print(f"mieruka: error: {outcome.error}", file=sys.stderr)
             records.append({"file": str(outcome.path), "error": outcome.error})
@@ -338,18 +351,34 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
                 print(json.dumps(record, ensure_ascii=False))
         elif not args.quiet:
             progress.clear()
-            _print_summary(outcome.records)
+            _print_summary(outcome.records, out_dir)
     progress.clear()
-    write_jsonl(records, out_dir / "results.jsonl")
-    good = len(paths) - failures
+    write_jsonl(records, out_dir / RESULTS)
     if not args.quiet and not args.json:
         seconds = time.perf_counter() - started
         print(
-            f"{good} of {len(paths)} image(s) explained at layer {layer_names}"
-            f" in {seconds:.1f} s -> {out_dir}/ (results.jsonl)"
-            + (f"; {failures} failed" if failures else "")
+            f"{len(paths) - len(failures)} of {len(paths)} image(s) explained at layer {layer_names}"
+            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS})"
+            + (f"; {len(failures)} failed:" if failures else "")
         )
+        for failure in failures:
+            print(f"  {' '.join(failure.split())}")
     return EXIT_BAD_INPUT if failures else 0
+
+
+def _check_explain_flags(args) -> None:
+    if args.top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.target is not None and args.top_k > 1:
+        raise ValueError("--target and --top-k exclude each other: explain one class, or the K best")
+    if args.score_channels is not None and args.score_channels < 1:
+        raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
+    if args.num_classes is not None and args.num_classes < 1:
+        raise ValueError(f"--num-classes must be at least 1, got {args.num_classes}")
 
 
 def _parse_target(text: str | None, labels):
@@ -363,14 +392,15 @@ def _parse_target(text: str | None, labels):
     return index
 
 
-def _print_summary(records: list[dict]) -> None:
+def _print_summary(records: list[dict], out_dir: Path) -> None:
+    """The photo's top classes, then each picture as a path from here (records hold it from `out_dir`)."""
     first = records[0]
     others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in first["top5"][:5])
     print(f"{first['file']}: {others}")
     for record in records:
         empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
         note = " (empty map: no positive evidence)" if empty else ""
-        print(f"  {record['label']} -> {record['output']}{note}")
+        print(f"  {record['label']} -> {out_dir / record['output']}{note}")
 
 
 class _Progress:

@@ -6,7 +6,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -89,14 +89,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (recursively, sorted) into image paths; files are kept as given."""
-    found: list[Path] = []
+    return [path for path, _ in find_images_relative(paths)]
+
+
+def find_images_relative(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, PurePath]]:
+    """:func:`find_images`, each photo with its path relative to the argument that named it.
+
+    `photos/a/cat.jpg` found in the folder `photos` comes with `a/cat.jpg`; a file named directly
+    comes with its bare name.
+    """
+    found: list[tuple[Path, PurePath]] = []
     for entry in map(Path, paths):
         if entry.is_dir():
-            found.extend(
-                sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            )
+            photos = sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found.extend((photo, photo.relative_to(entry)) for photo in photos)
         else:
-            found.append(entry)
+            found.append((entry, PurePath(entry.name)))
     return found
 
 
