@@ -142,8 +142,50 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
     [
         (["explain", "missing.jpg"], "missing.jpg: no such file"),
         (["explain", "SAMPLE", "--layer", "features.99"], "no layer named 'features.99'"),
-        (["explain", "SAMPLE", "--model", "resnet18", "--layer", "layer4.1.relu"], "runs 2 times"),
+        (
+            ["explain", "SAMPLE", "--model", "resnet18", "--random-weights", "--layer", "layer4.1.relu"],
+            "runs 2 times",
+        ),
         (["explain", "SAMPLE", "--target", "golden retriver"], "did you mean 'golden retriever'"),
+        # 0.1.1: an architecture without weights is refused, and says how to give them
+        (["explain", "SAMPLE", "--model", "resnet18"], "pass --weights FILE"),
+        (["explain", "SAMPLE", "--model", "timm:resnet18"], "--random-weights to run it untrained"),
+        # a layer that is not a feature map: what it outputs, and where to look
+        (["explain", "SAMPLE", "--layer", "classifier"], "layer 'classifier' outputs 1000"),
+        (
+            ["explain", "SAMPLE", "--model", "resnet18", "--random-weights", "--layer", "avgpool"],
+            "outputs 512x1x1 for a 224x224 input: a 1x1 map cannot show where",
+        ),
+        (
+            ["explain", "SAMPLE", "--model", "timm:vit_tiny_patch16_224", "--random-weights"],
+            "looks like a transformer",
+        ),
+        (
+            [
+                "explain",
+                "SAMPLE",
+                "--model",
+                "timm:vit_tiny_patch16_224",
+                "--random-weights",
+                "--layer",
+                "blocks.11.norm1",
+            ],
+            "a token sequence",
+        ),
+        (
+            [
+                "explain",
+                "SAMPLE",
+                "--model",
+                "timm:swin_tiny_patch4_window7_224",
+                "--random-weights",
+                "--layer",
+                "norm",
+            ],
+            "a channels-last map",
+        ),
+        # names a person would type find what they mean
+        (["explain", "SAMPLE", "--target", "cat"], "did you mean 'tabby', 'tiger cat', 'Persian cat'"),
         (["explain", "SAMPLE", "--colormap", "nope"], "unknown colormap"),
         (
             ["explain", "SAMPLE", "--device", "cuda"]
@@ -211,6 +253,7 @@ def test_method_all_writes_a_comparison_panel_and_a_png_per_method(tmp_path):
         tmp_path,
         "--model",
         "resnet18",
+        "--random-weights",
         "--score-channels",
         "32",
     )
@@ -321,3 +364,107 @@ def test_a_label_in_any_script_survives_in_the_file_name(tmp_path):
     record = _records(out)[0]
     assert record["label"] == "猫" and record["output"] == "cat_猫.png"
     assert (out / "cat_猫.png").is_file() and sorted(_snapshot(out)) == ["cat_猫.png", "results.jsonl"]
+
+
+def test_random_weights_say_so_in_every_output(tmp_path):
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--random-weights", "--out", tmp_path,
+        "--style", "panel",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "ran with random weights" in run.stderr and "mean nothing" in run.stderr
+    record = _records(tmp_path)[0]
+    assert record["weights"] == "random" and record["model"] == "resnet18"
+
+
+def test_a_labels_file_that_is_not_utf8_names_the_file_and_the_fix(tmp_path):
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")
+    (tmp_path / "labels.txt").write_bytes("犬\n猫\n鳥\n".encode("shift_jis"))
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "3",
+        "--weights", tmp_path / "ft.pth", "--labels", tmp_path / "labels.txt", "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "labels.txt: not UTF-8" in run.stderr and "save it as UTF-8" in run.stderr
+
+
+def test_a_model_with_few_classes_lists_them_all_for_an_unknown_target(tmp_path):
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")
+    (tmp_path / "labels.txt").write_text("犬\n猫\n鳥\n", encoding="utf-8")
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "3",
+        "--weights", tmp_path / "ft.pth", "--labels", tmp_path / "labels.txt", "--out", tmp_path / "out",
+        "--target", "cat",
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "its classes are '犬', '猫', '鳥'" in run.stderr
+
+
+def _imports_torch(*argv: str) -> tuple[bool, subprocess.CompletedProcess]:
+    """Run the command in-process in a child and report whether torch was imported by the end."""
+    code = (
+        "import sys\n"
+        "from mieruka.cli import main\n"
+        "try:\n"
+        f"    main({list(argv)!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write('TORCH=%s' % ('torch' in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    return "TORCH=True" in run.stderr, run
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["methods"],
+        ["explain", "--help"],
+        ["explain", "missing.jpg"],
+        ["explain", str(SAMPLES / "cat.jpg"), "--top-k", "0"],
+        ["explain", str(SAMPLES / "cat.jpg"), "--method", "gradkam"],
+    ],
+)
+def test_help_methods_and_argument_errors_do_not_import_torch(argv):
+    imported, run = _imports_torch(*argv)
+    assert not imported, run.stderr
+
+
+def test_import_mieruka_is_cheap():
+    code = (
+        "import sys, mieruka; print(mieruka.__version__, 'torch' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.stdout.split()[1:] == ["False", "False"], run.stderr
+
+
+def test_progress_per_method_on_a_terminal_and_none_when_redirected(tmp_path):
+    import os
+    import pty
+
+    args = [
+        sys.executable, "-m", "mieruka", "explain", str(SAMPLES / "cat.jpg"), "--model", "resnet18",
+        "--random-weights", "--method", "gradcam,scorecam,ablationcam", "--score-channels", "64",
+    ]  # fmt: skip
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [*args, "--out", str(tmp_path / "tty")], stderr=follower, stdout=subprocess.DEVNULL
+    ) as child:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closes when the child exits
+                break
+            if not chunk:
+                break
+            shown += chunk
+    os.close(leader)
+    assert child.returncode == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "scorecam 64/64 passes" in text and "ablationcam 512/512 passes" in text and "gradcam" in text
+    redirected = mieruka(*args[3:], "--out", tmp_path / "pipe")
+    assert redirected.returncode == 0 and "passes" not in redirected.stderr

@@ -312,12 +312,6 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(_dummy_input(loaded, device)))
     target = _parse_target(args.target, loaded.labels)
-    if loaded.random_weights:
-        print(
-            f"mieruka: warning: {loaded.name} runs with random weights (--random-weights): "
-            "its predictions and maps mean nothing",
-            file=sys.stderr,
-        )
     if earlier is not None:  # every argument is checked: only now is the earlier run replaced
         earlier.remove()
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json, show_photos=len(paths) > 4)
@@ -354,6 +348,12 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             _print_summary(outcome.records, out_dir)
     progress.clear()
     write_jsonl(records, out_dir / RESULTS)
+    if loaded.random_weights:
+        print(
+            f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): "
+            "its predictions and maps mean nothing",
+            file=sys.stderr,
+        )
     if not args.quiet and not args.json:
         seconds = time.perf_counter() - started
         print(
