@@ -36,6 +36,8 @@ class RenderOptions:
     alpha: float = 0.5
     save_maps: bool = False
     format: str = "png"  # or "jpg": much faster to encode for large photos
+    label: bool = True  # overlay and classic: the label and probability in a corner
+    font: str | None = None  # a font file for that text and the panels' (default: mieruka.fonts)
 
 
 @dataclass
@@ -228,6 +230,7 @@ def _draw_and_write(
                 picture.title,
                 colormap=options.colormap,
                 alpha=options.alpha,
+                font=options.font,
             )
         else:
             raw = raws[picture.method][picture.k]
@@ -239,6 +242,8 @@ def _draw_and_write(
                 colormap=options.colormap,
                 alpha=options.alpha,
                 title=picture.title,
+                label=options.label,
+                font=options.font,
             )
             if options.save_maps:
                 _save_npy(raw.float().cpu().numpy(), picture.path.with_suffix(".npy"))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="heat opacity for --style overlay/panel (default: %(default)s)",
     )
     explain.add_argument(
+        "--no-label",
+        dest="label",
+        action="store_false",
+        help="overlay/classic: leave out the label and probability drawn in the top-left corner",
+    )
+    explain.add_argument(
+        "--font",
+        metavar="PATH",
+        help="font file (.ttf/.otf/.ttc) for labels; by default DejaVu Sans, IPAexGothic for Japanese, "
+        "then system fonts for other scripts",
+    )
+    explain.add_argument(
         "--format",
         default="png",
         choices=["png", "jpg"],
@@ -183,6 +197,22 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():  # restores the way warnings are shown on the way out
+        warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+        return _run(args, parser)
+
+
+def _show_warning(show, message, category, filename, lineno, file=None, line=None) -> None:
+    """mieruka's own warnings as one line, like its errors; others as `show` shows them."""
+    from .fonts import MissingGlyphsWarning
+
+    if issubclass(category, MissingGlyphsWarning):
+        print(f"mieruka: warning: {message}", file=sys.stderr)
+    else:
+        show(message, category, filename, lineno, file, line)
+
+
+def _run(args, parser: argparse.ArgumentParser) -> int:
     try:
         if args.command == "explain":
             return run_explain(args, parser)
@@ -250,6 +280,7 @@ def _dummy_input(loaded, device):
 def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from .batch import RenderOptions, explain_files, write_jsonl
     from .cam import CAM
+    from .fonts import check_font
     from .images import find_images
     from .methods import parse_methods
     from .render import colormap_table
@@ -266,6 +297,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
     methods = [m.name for m in parse_methods(args.method)]
     colormap_table(args.colormap)  # fail early on a wrong colormap name
+    if args.font is not None:
+        check_font(args.font, "--font")
     paths = find_images(args.paths)
     if not paths:
         raise ValueError(
@@ -297,7 +330,15 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         methods=methods,
         targets=target,
         top_k=args.top_k,
-        options=RenderOptions(args.style, args.colormap, args.alpha, args.save_maps, args.format),
+        options=RenderOptions(
+            style=args.style,
+            colormap=args.colormap,
+            alpha=args.alpha,
+            save_maps=args.save_maps,
+            format=args.format,
+            label=args.label,
+            font=args.font,
+        ),
         batch_size=args.batch_size,
         workers=args.workers,
         device=device,
