@@ -62,7 +62,7 @@ def test_explain_the_samples_with_the_default_model(tmp_path):
 
 
 def test_overlay_marks_only_the_centre_crop(tmp_path):
-    run = mieruka("explain", SAMPLES / "rocket.jpg", "--out", tmp_path, "--alpha", "0.6")
+    run = mieruka("explain", SAMPLES / "rocket.jpg", "--out", tmp_path, "--alpha", "0.6", "--no-label")
     assert run.returncode == 0, run.stderr
     photo = np.asarray(Image.open(SAMPLES / "rocket.jpg")).astype(int)
     overlay = np.asarray(Image.open(tmp_path / _records(tmp_path)[0]["output"])).astype(int)
@@ -71,6 +71,21 @@ def test_overlay_marks_only_the_centre_crop(tmp_path):
         overlay[:, 508:], photo[:, 508:]
     )
     assert np.abs(overlay[:, 135:506] - photo[:, 135:506]).mean(axis=(0, 2)).min() > 5
+
+
+def test_the_overlay_names_its_label_in_a_corner_unless_no_label(tmp_path):
+    plain, labelled = tmp_path / "plain", tmp_path / "labelled"
+    assert mieruka("explain", SAMPLES / "cat.jpg", "--out", plain, "--no-label").returncode == 0
+    run = mieruka("explain", SAMPLES / "cat.jpg", "--out", labelled)
+    assert run.returncode == 0, run.stderr
+    photo = np.asarray(Image.open(SAMPLES / "cat.jpg")).astype(int)
+    without = np.asarray(Image.open(_records(plain)[0]["output"])).astype(int)
+    with_label = np.asarray(Image.open(_records(labelled)[0]["output"])).astype(int)
+    # 451x300 is resized to 385x256 and cropped to 224x224: photo columns 94.0..357.0, rows 18.8..281.3
+    assert np.array_equal(without[:, :93], photo[:, :93])  # the plain overlay: the corner is the photo
+    rows, columns = np.nonzero((with_label != without).any(-1))
+    assert rows.min() > 0 and rows.max() < 50 and columns.min() > 0 and columns.max() < 300
+    assert (with_label[:18, :93] != photo[:18, :93]).any()
 
 
 @pytest.mark.parametrize("style", ["classic", "panel", "heatmap"])
@@ -194,6 +209,8 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
             "--",
         ),
         (["layers", "--model", "resnet18", "--weights", "nowhere.pth"], "nowhere.pth: no such file"),
+        (["explain", "SAMPLE", "--font", "nowhere.ttf"], "--font nowhere.ttf: no such file"),
+        (["explain", "SAMPLE", "--font", "SAMPLE"], "cat.jpg: not a font file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
@@ -203,6 +220,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert "Traceback" not in run.stderr
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_labels_no_font_has_give_one_warning_line(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")
+    (tmp_path / "labels.txt").write_text("犬 \U0010fffd\n猫 \U0010fffd\n鳥 \U0010fffd\n", encoding="utf-8")
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "3", "--weights",
+        tmp_path / "ft.pth", "--labels", tmp_path / "labels.txt", "--out", tmp_path / "out", "--quiet",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.startswith("mieruka: warning: no font has the character(s) U+10FFFD: ")
+    assert len(run.stderr.strip().splitlines()) == 1 and "--font" in run.stderr
 
 
 def test_a_checkpoint_that_does_not_fit(tmp_path):

@@ -115,3 +115,28 @@ def test_panels_shrink_large_photos_before_drawing():
     photo = Image.new("RGB", (4000, 3000), (20, 40, 60))
     picture = show_on_photo(photo, torch.rand(7, 7), Preprocess(256, 224).crop_box(photo.size), style="panel")
     assert picture.width < 2000 and picture.height < 1000
+
+
+@pytest.mark.parametrize(
+    ("size", "style"), [((451, 300), "overlay"), ((451, 300), "classic"), ((4000, 3000), "overlay")]
+)
+def test_the_title_goes_in_a_corner_box_and_nowhere_else(size, style):
+    photo = Image.new("RGB", size, (128, 128, 128))
+    raw, box = torch.rand(7, 7), Preprocess(256, 224).crop_box(size)
+    plain = np.asarray(show_on_photo(photo, raw, box, style=style))
+    labelled = np.asarray(show_on_photo(photo, raw, box, style=style, title="tabby  (p = 0.731)"))
+    rows, columns = np.nonzero((labelled != plain).any(-1))
+    short = min(size)
+    assert rows.min() > 0 and rows.max() < short / 6 and columns.min() > 0 and columns.max() < size[0] * 0.6
+    assert short / 25 < rows.max() - rows.min() < short / 8  # the letters grow with the photo
+    corner = labelled[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    assert corner.min() < 80 and corner.max() > 240  # white letters on a dark box
+    untitled = show_on_photo(photo, raw, box, style=style, title="tabby  (p = 0.731)", label=False)
+    assert np.array_equal(np.asarray(untitled), plain)
+
+
+def test_heatmaps_stay_bare():
+    photo, raw = Image.new("RGB", (451, 300), (128, 128, 128)), torch.rand(7, 7)
+    box = Preprocess(256, 224).crop_box(photo.size)
+    heat = show_on_photo(photo, raw, box, style="heatmap", title="tabby  (p = 0.731)")
+    assert np.array_equal(np.asarray(heat), np.asarray(show_on_photo(photo, raw, box, style="heatmap")))

@@ -35,6 +35,8 @@ class RenderOptions:
     alpha: float = 0.5
     save_maps: bool = False
     format: str = "png"  # or "jpg": much faster to encode for large photos
+    label: bool = True  # overlay and classic: the label and probability in a corner
+    font: str | None = None  # a font file for that text and the panels' (default: mieruka.fonts)
 
 
 @dataclass
@@ -243,6 +245,7 @@ def _draw_and_write(
                 picture.title,
                 colormap=options.colormap,
                 alpha=options.alpha,
+                font=options.font,
             )
         else:
             raw = raws[picture.method][picture.k]
@@ -254,6 +257,8 @@ def _draw_and_write(
                 colormap=options.colormap,
                 alpha=options.alpha,
                 title=picture.title,
+                label=options.label,
+                font=options.font,
             )
             if options.save_maps:
                 _save_npy(raw.float().cpu().numpy(), picture.path.with_suffix(".npy"))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -108,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="heat opacity for --style overlay/panel (default: %(default)s)",
     )
     explain.add_argument(
+        "--no-label",
+        dest="label",
+        action="store_false",
+        help="overlay/classic: leave out the label and probability drawn in the top-left corner",
+    )
+    explain.add_argument(
+        "--font",
+        metavar="PATH",
+        help="font file (.ttf/.otf/.ttc) for labels; by default DejaVu Sans, IPAexGothic for Japanese, "
+        "then system fonts for other scripts",
+    )
+    explain.add_argument(
         "--format",
         default="png",
         choices=["png", "jpg"],
@@ -198,6 +212,22 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():  # restores the way warnings are shown on the way out
+        warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+        return _run(args, parser)
+
+
+def _show_warning(show, message, category, filename, lineno, file=None, line=None) -> None:
+    """mieruka's own warnings as one line, like its errors; others as `show` shows them."""
+    from .fonts import MissingGlyphsWarning
+
+    if issubclass(category, MissingGlyphsWarning):
+        print(f"mieruka: warning: {message}", file=sys.stderr)
+    else:
+        show(message, category, filename, lineno, file, line)
+
+
+def _run(args, parser: argparse.ArgumentParser) -> int:
     try:
         if args.command == "explain":
             return run_explain(args, parser)
@@ -280,11 +310,14 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
 
     from .batch import RenderOptions, explain_files
     from .cam import CAM
+    from .fonts import check_font
     from .images import find_images_relative
     from .outputs import RESULTS, find_earlier_run, write_jsonl
     from .render import colormap_table
 
     colormap_table(args.colormap)  # fail early on a wrong colormap name
+    if args.font is not None:
+        check_font(args.font, "--font")
     found = find_images_relative(args.paths)
     if not found:
         raise ValueError(
@@ -326,7 +359,15 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         methods=methods,
         targets=target,
         top_k=args.top_k,
-        options=RenderOptions(args.style, args.colormap, args.alpha, args.save_maps, args.format),
+        options=RenderOptions(
+            style=args.style,
+            colormap=args.colormap,
+            alpha=args.alpha,
+            save_maps=args.save_maps,
+            format=args.format,
+            label=args.label,
+            font=args.font,
+        ),
         batch_size=args.batch_size,
         workers=args.workers,
         device=device,

@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from . import fonts
 from ._io import atomic_open
 from .images import CropBox, pil_to_tensor
 from .maps import box_pixels, normalize, to_photo
 
 STYLES = ("overlay", "classic", "heatmap", "panel")
+LABELLED = ("overlay", "classic")  # styles that show their title in a corner; heatmaps stay bare
 OUTSIDE_GRAY = 96  # heatmap style: where the model saw nothing
 
 
@@ -97,11 +99,13 @@ def panel(
     colormap: str = "jet",
     alpha: float = 0.5,
     columns: list[tuple[str, torch.Tensor | Image.Image]] | None = None,
+    font: str | os.PathLike | None = None,
 ) -> np.ndarray:
     """Photo | heatmap | overlay with a title and a colour bar, as an RGB array (H, W, 3).
 
     `columns` replaces the heatmap/overlay pair with labelled pictures, e.g. one overlay per method;
-    they are laid out at most four to a row.
+    they are laid out at most four to a row. Text in any script is drawn: `font` (a font file) first,
+    then the fonts of :mod:`mieruka.fonts` for the characters it lacks.
     """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -115,6 +119,8 @@ def panel(
             ("overlay", overlay(photo, maps, inside, colormap=colormap, alpha=alpha)),
         ]
     pictures = [("photo", photo), *columns]
+    choice = fonts.choose("\n".join([title, "relevance", *(label for label, _ in pictures)]), font)
+    fonts.warn_missing(choice)
     per_row = min(4, len(pictures))
     rows = -(-len(pictures) // per_row)
     width, height = to_image(photo).size
@@ -126,10 +132,11 @@ def panel(
         axis.axis("off")
     for axis, (label, picture) in zip(axes, pictures):
         axis.imshow(np.asarray(to_image(picture)))
-        axis.set_title(label, fontsize=9)
+        axis.set_title(choice.drawable(label), fontproperties=fonts.properties(choice, 9))
     mappable = matplotlib.cm.ScalarMappable(cmap=colormap, norm=matplotlib.colors.Normalize(0, 1))
-    figure.colorbar(mappable, ax=list(axes), fraction=0.02, pad=0.01, label="relevance")
-    figure.suptitle(title, fontsize=11)
+    bar = figure.colorbar(mappable, ax=list(axes), fraction=0.02, pad=0.01)
+    bar.set_label("relevance", fontproperties=fonts.properties(choice, 10))
+    figure.suptitle(choice.drawable(title), fontproperties=fonts.properties(choice, 11))
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
@@ -144,6 +151,7 @@ def draw(
     colormap: str = "jet",
     alpha: float = 0.5,
     title: str = "",
+    font: str | os.PathLike | None = None,
 ) -> torch.Tensor | np.ndarray:
     """One picture in a named style from a photo (3, H, W) uint8 and its map (H, W) in [0, 1]."""
     if style == "overlay":
@@ -153,7 +161,7 @@ def draw(
     if style == "heatmap":
         return heatmap(maps, inside, colormap=colormap)
     if style == "panel":
-        return panel(photo, maps, inside, title, colormap=colormap, alpha=alpha)
+        return panel(photo, maps, inside, title, colormap=colormap, alpha=alpha, font=font)
     raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
 
 
@@ -166,6 +174,8 @@ def show_on_photo(
     colormap: str = "jet",
     alpha: float = 0.5,
     title: str = "",
+    label: bool | None = None,
+    font: str | os.PathLike | None = None,
 ) -> Image.Image:
     """Draw a raw map (h, w) that covers `box` onto the full-resolution photo, as a PIL image.
 
@@ -173,6 +183,9 @@ def show_on_photo(
     resampled onto the photo's pixels. On the CPU, overlays and heatmaps are drawn by Pillow's C
     kernels (about 3x faster than tensor code for a 12-megapixel photo); on other devices with tensors.
     Panels are figures about a thousand pixels wide, so their photo is shrunk first.
+
+    The overlay and classic styles show `title` (e.g. ``tabby  (p = 0.731)``) in the top-left corner
+    unless `label` is False; the panel uses it as its heading. `font` is a font file for that text.
 
     >>> picture = show_on_photo(photo, result.raw[0], loaded.preprocess.crop_box(photo.size))
     """
@@ -185,13 +198,19 @@ def show_on_photo(
         photo = to_image(photo)
         if style == "heatmap":
             return heatmap_image(photo.size, maps, box, colormap=colormap)
-        return overlay_image(photo, maps, box, colormap=colormap, alpha=alpha)
-    if isinstance(photo, Image.Image):
-        photo = pil_to_tensor(photo)
-    photo = photo.to(maps.device)
-    on_photo, inside = to_photo(maps[None], box, (photo.shape[-1], photo.shape[-2]))
-    picture = draw(photo, on_photo[0], inside, style=style, colormap=colormap, alpha=alpha, title=title)
-    return to_image(picture)
+        picture = overlay_image(photo, maps, box, colormap=colormap, alpha=alpha)
+    else:
+        if isinstance(photo, Image.Image):
+            photo = pil_to_tensor(photo)
+        photo = photo.to(maps.device)
+        on_photo, inside = to_photo(maps[None], box, (photo.shape[-1], photo.shape[-2]))
+        drawn = draw(
+            photo, on_photo[0], inside, style=style, colormap=colormap, alpha=alpha, title=title, font=font
+        )
+        picture = to_image(drawn)
+    if style in LABELLED and title and label is not False:
+        _label_corner(picture, title, font)
+    return picture
 
 
 def methods_panel(
@@ -202,6 +221,7 @@ def methods_panel(
     *,
     colormap: str = "jet",
     alpha: float = 0.5,
+    font: str | os.PathLike | None = None,
 ) -> Image.Image:
     """photo | method 1 | method 2 | ... as labelled overlays in one figure, from raw maps (h, w) by method."""
     small, small_box = shrink(to_image(photo), box, PANEL_PIXELS)
@@ -209,7 +229,44 @@ def methods_panel(
         (method, show_on_photo(small, raw, small_box, colormap=colormap, alpha=alpha))
         for method, raw in raws.items()
     ]
-    return to_image(panel(small, None, None, title, colormap=colormap, columns=columns))
+    return to_image(panel(small, None, None, title, colormap=colormap, columns=columns, font=font))
+
+
+def _label_corner(picture: Image.Image, text: str, font: str | os.PathLike | None) -> None:
+    """Draw `text` in white on a translucent dark box in the top-left corner, in place.
+
+    The letters are about 1/22 of the photo's short side (14 px at 300 px, 136 px at 3000 px), smaller
+    when the text would not fit across; only the corner is converted and composited.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    choice = fonts.choose(text, font)
+    fonts.warn_missing(choice, stacklevel=4)
+    text = choice.drawable(text).replace("\n", " ")
+    size = max(12, round(min(picture.size) / 22))
+    pieces = list(fonts.runs(text, choice))
+    width = sum(ImageFont.truetype(str(path), size).getlength(piece) for piece, path in pieces)
+    room = picture.width - size  # a margin of size / 2 on either side
+    if width > room > 0:
+        size = max(6, int(size * room / width))
+    faces = [(piece, ImageFont.truetype(str(path), size)) for piece, path in pieces]
+    width = sum(face.getlength(piece) for piece, face in faces)
+    ascent = max(face.getmetrics()[0] for _, face in faces)
+    descent = max(face.getmetrics()[1] for _, face in faces)
+    margin, padding = size // 2, max(2, round(size * 0.3))
+    right = min(picture.width, margin + round(width) + 2 * padding)
+    bottom = min(picture.height, margin + ascent + descent + 2 * padding)
+    if right <= margin or bottom <= margin:
+        return
+    corner = picture.crop((margin, margin, right, bottom)).convert("RGBA")
+    layer = Image.new("RGBA", corner.size, (0, 0, 0, 0))
+    pen = ImageDraw.Draw(layer)
+    pen.rounded_rectangle((0, 0, corner.width - 1, corner.height - 1), radius=padding, fill=(0, 0, 0, 150))
+    x = padding
+    for piece, face in faces:
+        pen.text((x, padding + ascent), piece, font=face, fill=(255, 255, 255, 255), anchor="ls")
+        x += face.getlength(piece)
+    picture.paste(Image.alpha_composite(corner, layer).convert("RGB"), (margin, margin))
 
 
 # ---- the CPU path: Pillow's C kernels on the photo's own pixels ---------------------------------

@@ -1,0 +1,200 @@
+"""Fonts that can draw a label: the user's, DejaVu Sans, IPAexGothic for Japanese, then system fonts.
+
+Neither matplotlib nor Pillow can draw a character its font lacks: they draw an empty box, and
+matplotlib warns once per glyph. Class names come in any script, so each text gets the fonts whose
+character maps cover its characters, in that order; system fonts are read only for characters the
+first three lack. What no font has is drawn as □ and named in one warning.
+
+>>> [path.name for path in choose("犬  (p = 0.912)").paths]
+['DejaVuSans.ttf', 'ipaexg.ttf']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import os
+import threading
+import unicodedata
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MierukaError
+
+JAPANESE_PACKAGE = "matplotlib_fontja"  # ships IPAexGothic; importing it would change rcParams
+MISSING_BOX = "\N{WHITE SQUARE}"  # drawn for a character no font has, in DejaVu Sans
+
+
+class FontError(MierukaError):
+    """A font file that does not exist or cannot be read."""
+
+
+class MissingGlyphsWarning(UserWarning):
+    """Characters that no font has: they are drawn as empty boxes."""
+
+
+@dataclass(frozen=True)
+class FontChoice:
+    """The fonts for one text: the primary first, then each fallback that has characters the earlier lack."""
+
+    paths: tuple[Path, ...]
+    missing: str  # characters no font has, each once, in order of appearance
+
+    def drawable(self, text: str) -> str:
+        """`text` as these fonts draw it: a missing character becomes □, control characters but newlines go."""
+        return "".join(
+            MISSING_BOX if c in self.missing else c
+            for c in text
+            if c == "\n" or unicodedata.category(c) != "Cc"
+        )
+
+
+def check_font(path: str | os.PathLike, name: str = "font") -> Path:
+    """The path of a readable font file, or a :class:`FontError` naming `name` (e.g. ``--font``) and the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FontError(f"{name} {path}: no such file")
+    if path.is_dir():
+        raise FontError(f"{name} {path}: is a folder, expected a font file (.ttf, .otf, .ttc)")
+    try:
+        _coverage(str(path))
+    except (OSError, RuntimeError):
+        raise FontError(f"{name} {path}: not a font file FreeType can read (.ttf, .otf, .ttc)") from None
+    return path
+
+
+def choose(text: str, font: str | os.PathLike | None = None) -> FontChoice:
+    """The fonts that together draw `text`: `font` (else DejaVu Sans), DejaVu Sans, IPAexGothic, system fonts."""
+    primary = check_font(font) if font is not None else dejavu_sans()
+    paths = [primary]
+    wanted = [c for c in dict.fromkeys(text) if unicodedata.category(c) != "Cc"]
+    remaining = set(wanted) - _coverage(str(primary))
+    for candidate in (dejavu_sans(), japanese()):
+        if remaining and candidate is not None and candidate not in paths:
+            covered = remaining & _coverage(str(candidate))
+            if covered:
+                paths.append(candidate)
+                remaining -= covered
+    if remaining:
+        for character, path in _from_system(remaining).items():
+            if path is not None:
+                remaining.discard(character)
+                if path not in paths:
+                    paths.append(path)
+    if remaining and dejavu_sans() not in paths:
+        paths.append(dejavu_sans())  # it draws the box that stands for a missing character
+    return FontChoice(tuple(paths), "".join(c for c in wanted if c in remaining))
+
+
+def warn_missing(choice: FontChoice, stacklevel: int = 3) -> None:
+    """One warning for all the characters of a picture that no font has."""
+    if choice.missing:
+        names = ", ".join(
+            f"{c} (U+{ord(c):04X})" if c.isprintable() else f"U+{ord(c):04X}" for c in choice.missing
+        )
+        warnings.warn(
+            f"no font has the character(s) {names}: they are drawn as empty boxes; "
+            "pass a font that has them with --font PATH (font= in the library)",
+            MissingGlyphsWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def runs(text: str, choice: FontChoice) -> Iterator[tuple[str, Path]]:
+    """`text` cut into pieces each drawn in one font: the first of `choice` that has the character."""
+    piece, current = "", choice.paths[0]
+    for character in text:
+        path = next((p for p in choice.paths if character in _coverage(str(p))), choice.paths[0])
+        if piece and path != current:
+            yield piece, current
+            piece = ""
+        piece, current = piece + character, path
+    if piece:
+        yield piece, current
+
+
+def properties(choice: FontChoice, size: float):
+    """matplotlib font properties for `choice`: a family list it falls back along, glyph by glyph.
+
+    Each file is registered under a name of its own, in one plain style that every text asks for, so
+    the file is what is drawn even when its family is installed in other weights too (a user's
+    DejaVuSans-Bold.ttf is not DejaVu Sans Book) and whatever the user's rcParams say.
+    """
+    from matplotlib import font_manager
+
+    with _LOCK:
+        for path in choice.paths:
+            if str(path) not in _REGISTERED:
+                entry = font_manager.ttfFontProperty(font_manager.get_font(path))
+                _REGISTERED[str(path)] = name = f"mieruka font {len(_REGISTERED) + 1}"
+                plain = dataclasses.replace(entry, name=name, **_PLAIN)
+                font_manager.fontManager.ttflist.append(plain)
+        names = [_REGISTERED[str(path)] for path in choice.paths]
+    return font_manager.FontProperties(family=names, size=size, **_PLAIN)
+
+
+_PLAIN = {"style": "normal", "variant": "normal", "weight": "normal", "stretch": "normal"}
+
+
+@functools.lru_cache(maxsize=1)
+def dejavu_sans() -> Path:
+    """matplotlib's own DejaVu Sans: Latin, Greek, Cyrillic and many symbols."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+
+
+@functools.lru_cache(maxsize=1)
+def japanese() -> Path | None:
+    """IPAexGothic from the matplotlib-fontja package, found without importing it (which would set rcParams)."""
+    spec = importlib.util.find_spec(JAPANESE_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "fonts" / "ipaexg.ttf"
+        if path.is_file():
+            return path
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _coverage(path: str) -> frozenset[str]:
+    """The characters a font file has (face 0 of a collection)."""
+    return frozenset(map(chr, _charmap(path)))
+
+
+def _charmap(path: str) -> dict[int, int]:
+    from matplotlib.ft2font import FT2Font
+
+    return FT2Font(path).get_charmap()
+
+
+_LOCK = threading.RLock()
+_REGISTERED: dict[str, str] = {}  # font file -> the family name it has in matplotlib
+_SYSTEM_CHOICE: dict[str, Path | None] = {}  # character -> the first system font that has it
+
+
+@functools.lru_cache(maxsize=1)
+def _system_fonts() -> list[str]:
+    from matplotlib import font_manager
+
+    return sorted(font_manager.findSystemFonts())
+
+
+def _from_system(characters: set[str]) -> dict[str, Path | None]:
+    """For each character the first system font that has it; each font's map is read once per new character."""
+    with _LOCK:
+        unknown = characters - _SYSTEM_CHOICE.keys()
+        for path in _system_fonts() if unknown else []:
+            try:
+                charmap = _charmap(path)
+            except (OSError, RuntimeError):
+                continue
+            found = {c for c in unknown if ord(c) in charmap}
+            _SYSTEM_CHOICE.update(dict.fromkeys(found, Path(path)))
+            unknown -= found
+            if not unknown:
+                break
+        _SYSTEM_CHOICE.update(dict.fromkeys(unknown))
+        return {c: _SYSTEM_CHOICE[c] for c in characters}

@@ -1,0 +1,132 @@
+"""Labels in any script are drawn as glyphs, not as empty boxes, without touching the user's rcParams."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import warnings
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mieruka.fonts import FontError, MissingGlyphsWarning, check_font, choose
+from mieruka.images import Preprocess
+from mieruka.render import methods_panel, panel, show_on_photo
+
+NO_FONT_HAS = "\U0010fffd"  # the last private-use code point: drawn as □
+BOLD = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
+
+
+def _scene():
+    generator = torch.Generator().manual_seed(0)
+    photo = Image.fromarray(
+        torch.randint(0, 256, (90, 120, 3), dtype=torch.uint8, generator=generator).numpy()
+    )
+    raw = torch.rand(7, 7, generator=generator)
+    return photo, raw, Preprocess(96, 80).crop_box(photo.size)
+
+
+def test_japanese_gets_the_packaged_font_and_latin_stays_in_dejavu_sans():
+    assert [p.name for p in choose("tabby  (p = 0.731)").paths] == ["DejaVuSans.ttf"]
+    assert [p.name for p in choose("犬  (p = 0.731)").paths] == ["DejaVuSans.ttf", "ipaexg.ttf"]
+    assert [p.name for p in choose("犬", BOLD).paths] == ["DejaVuSans-Bold.ttf", "ipaexg.ttf"]
+    choice = choose(f"猫{NO_FONT_HAS}\u0378")  # private use, unassigned
+    assert choice.missing == f"{NO_FONT_HAS}\u0378" and choice.drawable(f"猫{NO_FONT_HAS}") == "猫□"
+
+
+def _runs(flags: np.ndarray, gap: int = 1) -> list[slice]:
+    """The runs of True in a 1-D mask, joined across gaps shorter than `gap`."""
+    found: list[slice] = []
+    for index in np.flatnonzero(flags):
+        if found and index - found[-1].stop < gap:
+            found[-1] = slice(found[-1].start, index + 1)
+        else:
+            found.append(slice(index, index + 1))
+    return found
+
+
+def _word(picture: np.ndarray, line: int, word: int) -> np.ndarray:
+    """The ink of one word of text above a panel's pictures: lines top to bottom, words left to right."""
+    crossing = (picture != 255).any(-1).mean(1) > 0.2  # rows through the pictures
+    ink = picture[: int(np.argmax(crossing))].astype(int).sum(-1) < 3 * 160
+    rows = _runs(ink.any(1))[line]
+    columns = _runs(ink[rows].any(0), gap=8)[word]
+    word_rows = _runs(ink[rows, columns].any(1), gap=100)[0]
+    return ink[rows, columns][word_rows]
+
+
+def _differ(a: np.ndarray, b: np.ndarray) -> bool:
+    high, wide = max(a.shape[0], b.shape[0]), max(a.shape[1], b.shape[1])
+    return not np.array_equal(
+        np.pad(a, ((0, high - a.shape[0]), (0, wide - a.shape[1]))),
+        np.pad(b, ((0, high - b.shape[0]), (0, wide - b.shape[1]))),
+    )
+
+
+@pytest.mark.parametrize("where", ["title", "column", "method"])
+def test_panels_draw_each_kanji_as_its_own_glyph(where):
+    """犬, 猫, 鳥 and a character no font has, each drawn alone: four different glyphs.
+
+    Before fonts.py all four came out as the same missing-glyph box.
+    """
+    photo, raw, box = _scene()
+
+    def glyph(character: str) -> np.ndarray:
+        if where == "title":
+            picture = np.asarray(show_on_photo(photo, raw, box, style="panel", title=character))
+            return _word(picture, 0, 0)
+        if where == "column":
+            picture = panel(photo, None, None, "tabby", columns=[(character, photo), ("overlay", photo)])
+        else:
+            picture = np.asarray(methods_panel(photo, {character: raw, "gradcam": raw}, box, "tabby"))
+        return _word(picture, 1, 1)  # under the title: photo | character | the other column
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MissingGlyphsWarning)
+        glyphs = {character: glyph(character) for character in ["犬", "猫", "鳥", NO_FONT_HAS]}
+    for character, ink in glyphs.items():
+        assert 5 <= ink.shape[0] <= 20 and 5 <= ink.shape[1] <= 20, (character, ink.shape)  # one glyph
+    for (a, first), (b, second) in itertools.combinations(glyphs.items(), 2):
+        assert _differ(first, second), f"{a!r} and {b!r} are drawn alike"
+
+
+def test_one_warning_names_every_character_no_font_has():
+    photo, raw, box = _scene()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        methods_panel(photo, {f"a{NO_FONT_HAS}": raw, "b\u0378": raw}, box, f"犬 {NO_FONT_HAS}")
+        show_on_photo(photo, raw, box, title="猫\u0378\u0378")
+    assert [w.category for w in caught] == [MissingGlyphsWarning, MissingGlyphsWarning]
+    first, second = (str(w.message) for w in caught)
+    assert "U+10FFFD" in first and "U+0378" in first and "--font" in first and "犬" not in first
+    assert second.count("U+0378") == 1
+
+
+def test_a_font_file_is_checked_and_used(tmp_path):
+    photo, raw, box = _scene()
+    (tmp_path / "notes.ttf").write_text("not a font")
+    for path, message in [
+        (tmp_path / "nowhere.ttf", "font .*nowhere.ttf: no such file"),
+        (tmp_path / "notes.ttf", "font .*notes.ttf: not a font file"),
+        (tmp_path, "is a folder"),
+    ]:
+        with pytest.raises(FontError, match=message):
+            show_on_photo(photo, raw, box, title="tabby", font=path)
+    assert check_font(BOLD, "--font") == BOLD
+    for style in ("overlay", "panel"):
+        regular = np.asarray(show_on_photo(photo, raw, box, style=style, title="tabby"))
+        bold = np.asarray(show_on_photo(photo, raw, box, style=style, title="tabby", font=BOLD))
+        assert regular.shape == bold.shape and not np.array_equal(regular, bold), style
+
+
+def test_drawing_leaves_rcparams_alone_and_never_imports_matplotlib_fontja():
+    """matplotlib-fontja sets rcParams when imported: its font file is used without importing it."""
+    photo = _scene()[0]
+    before = {key: matplotlib.rcParams[key] for key in ("font.family", "font.sans-serif")}
+    panel(photo, None, None, "犬  (p = 0.731)", columns=[("猫", photo)])
+    assert {key: matplotlib.rcParams[key] for key in before} == before
+    assert "matplotlib_fontja" not in sys.modules
