@@ -222,3 +222,28 @@ def test_model_on_device(device):
     model = torchvision.models.resnet18().eval().to(device)
     result = GradCAM(model)(torch.randn(2, 3, 64, 64, device=device))
     assert result.maps.device.type == device.type
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: __import__("PIL.Image").Image.new("RGB", (64, 64)),
+            r"PIL image.*preprocess\(photo\)\[None\]",
+        ),
+        (lambda: __import__("numpy").zeros((64, 64, 3)), r"numpy array \(64, 64, 3\).*preprocess"),
+        (lambda: torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "uint8 tensor: raw pixels"),
+        (lambda: torch.zeros(64, 64), r"got \(64, 64\)"),
+    ],
+)
+def test_inputs_that_were_not_preprocessed_get_an_error_that_says_what_to_do(make, message):
+    with pytest.raises(ValueError, match=message):
+        GradCAM(random_model("resnet18"))(make())
+
+
+def test_a_single_image_tensor_is_a_batch_of_one():
+    model = random_model("resnet18")
+    x = torch.randn(3, 64, 64)
+    single, batch = GradCAM(model)(x), GradCAM(model)(x[None])
+    assert single.maps.shape == (1, 64, 64)
+    torch.testing.assert_close(single.maps, batch.maps)

@@ -79,8 +79,8 @@ def test_the_overlay_names_its_label_in_a_corner_unless_no_label(tmp_path):
     run = mieruka("explain", SAMPLES / "cat.jpg", "--out", labelled)
     assert run.returncode == 0, run.stderr
     photo = np.asarray(Image.open(SAMPLES / "cat.jpg")).astype(int)
-    without = np.asarray(Image.open(_records(plain)[0]["output"])).astype(int)
-    with_label = np.asarray(Image.open(_records(labelled)[0]["output"])).astype(int)
+    without = np.asarray(Image.open(plain / _records(plain)[0]["output"])).astype(int)
+    with_label = np.asarray(Image.open(labelled / _records(labelled)[0]["output"])).astype(int)
     # 451x300 is resized to 385x256 and cropped to 224x224: photo columns 94.0..357.0, rows 18.8..281.3
     assert np.array_equal(without[:, :93], photo[:, :93])  # the plain overlay: the corner is the photo
     rows, columns = np.nonzero((with_label != without).any(-1))
@@ -498,3 +498,17 @@ def test_progress_per_method_on_a_terminal_and_none_when_redirected(tmp_path):
     assert "scorecam 64/64 passes" in text and "ablationcam 512/512 passes" in text and "gradcam" in text
     redirected = mieruka(*args[3:], "--out", tmp_path / "pipe")
     assert redirected.returncode == 0 and "passes" not in redirected.stderr
+
+
+def test_readme_and_help_agree_and_the_default_output_folder_is_ignored():
+    import re
+
+    from conftest import ROOT
+    from mieruka.cli import build_parser
+
+    help_text = mieruka("explain", "--help").stdout
+    readme = (ROOT / "README.md").read_text()
+    factor = re.compile(r"about (\d+)x faster")
+    assert factor.search(" ".join(help_text.split())).group(1) == factor.search(readme).group(1)
+    default_out = build_parser().parse_args(["explain", "x.jpg"]).out
+    assert f"{default_out}/" in (ROOT / ".gitignore").read_text().splitlines()

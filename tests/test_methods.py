@@ -346,3 +346,10 @@ def test_method_names_are_forgiving_and_all_expands():
     assert len(parse_methods("all")) == len(METHODS) == 11
     with pytest.raises(ValueError, match="unknown method 'gradkam'"):
         get_method("gradkam")
+
+
+def test_the_registry_summaries_are_the_functions_first_docstring_lines():
+    # the registry is plain data (listing methods imports no torch); it must not drift from the code
+    for method in METHODS.values():
+        if method.contributions is not None:
+            assert method.summary == method.contributions.__doc__.strip().splitlines()[0]

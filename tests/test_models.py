@@ -142,3 +142,15 @@ def test_label_count_must_match_the_head(tmp_path):
     (tmp_path / "l.txt").write_text("a\nb\nc\n")
     with pytest.raises(ModelError, match="name 3 classes but the model has 5"):
         load_model("resnet18", num_classes=5, labels=tmp_path / "l.txt", random_weights=True)
+
+
+def test_a_named_architecture_without_weights_is_refused_unless_asked_for():
+    with pytest.raises(ModelError, match=r"--weights FILE.*--weights IMAGENET1K_V1.*--random-weights"):
+        load_model("resnet18")
+    with pytest.raises(ModelError, match="--random-weights"):
+        load_model("timm:resnet18", num_classes=5)
+    with pytest.raises(ModelError, match="not both"):
+        load_model("resnet18", "IMAGENET1K_V1", random_weights=True)
+    untrained = load_model("resnet18", random_weights=True)
+    assert untrained.random_weights and untrained.weights == "random"
+    assert load_model().weights == "default" and not load_model().random_weights

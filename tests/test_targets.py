@@ -52,3 +52,27 @@ def test_bad_targets_say_what_is_wrong(target, message):
 def test_a_name_needs_labels():
     with pytest.raises(TargetError, match="--labels"):
         resolve_targets("cat", LOGITS, None)
+
+
+def test_a_word_finds_the_classes_that_hold_it_first():
+    from mieruka.labels import imagenet_labels
+
+    with pytest.raises(TargetError) as caught:
+        class_index("cat", imagenet_labels())
+    suggested = str(caught.value).split("did you mean ")[1]
+    # WordNet synonyms count: ImageNet's 'tabby' is 'tabby, tabby cat'
+    assert suggested.startswith("'tabby', 'tiger cat', 'Persian cat', 'Siamese cat', 'Egyptian cat'")
+    assert "crate" not in suggested and "castle" not in suggested
+
+
+def test_close_spellings_and_case_find_the_class():
+    from mieruka.labels import imagenet_labels, suggest
+
+    assert suggest("Golden Retriver", imagenet_labels())[0] == "golden retriever"
+    assert suggest("TABBBY", imagenet_labels())[0] == "tabby"
+    assert class_index("GOLDEN_RETRIEVER", imagenet_labels()) == 207
+
+
+def test_few_classes_are_listed_in_full():
+    with pytest.raises(TargetError, match="its classes are 'tabby cat', 'golden_retriever', 'red fox'"):
+        class_index("wolf", LABELS)

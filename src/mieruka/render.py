@@ -359,7 +359,7 @@ def save_image(
 ) -> Path:
     """Write an RGB picture as PNG or JPEG by the path's suffix, atomically.
 
-    JPEG encodes a 12-megapixel overlay about 20x faster than PNG (zlib is the cost even at its
+    JPEG encodes a 12-megapixel overlay about 15x faster than PNG (zlib is the cost even at its
     fastest level), so folder runs of large photos can choose it with ``--format jpg``.
     """
     if Path(path).suffix.lower() in (".jpg", ".jpeg"):

@@ -1,0 +1,131 @@
+"""A layer's output is read as a channels-first map only when it is one: everything else is refused."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+import torchvision
+
+from conftest import random_model
+from mieruka import GradCAM
+from mieruka.layers import LayerError, auto_layer
+from mieruka.layouts import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    OTHER,
+    POINT,
+    TOKENS,
+    VECTOR,
+    LayoutError,
+    is_grid,
+    layout,
+    token_grid,
+)
+
+
+@pytest.mark.parametrize(
+    ("cells", "image"),
+    [
+        ((7, 7), (224, 224)),  # ResNet layer4
+        ((14, 14), (224, 224)),  # VGG features.29
+        ((7, 10), (224, 320)),  # a landscape input
+        ((8, 8), (225, 225)),  # odd sizes round up
+        ((55, 55), (224, 224)),  # AlexNet conv1: stride 4, 11x11 kernel, little padding
+        ((6, 6), (8, 8)),  # an unpadded 3x3 convolution
+        ((224, 224), (224, 224)),  # a segmentation head at full resolution
+        ((448, 448), (224, 224)),  # upsampled twice
+        ((1, 7), (32, 224)),
+    ],
+)
+def test_real_feature_map_grids(cells, image):
+    assert is_grid(cells, image)
+
+
+@pytest.mark.parametrize(
+    ("cells", "image"),
+    [
+        ((49, 49), (224, 224)),  # a Swin window's attention matrix (49 tokens x 49 tokens)
+        ((197, 197), (224, 224)),  # a ViT attention matrix
+        ((197, 64), (224, 224)),  # ViT tokens x head dimensions
+        ((7, 768), (224, 224)),  # a channels-last map read channels-first
+        ((900, 900), (224, 224)),
+    ],
+)
+def test_what_only_looks_like_a_grid(cells, image):
+    assert not is_grid(cells, image)
+
+
+@pytest.mark.parametrize(
+    ("shape", "image", "expected"),
+    [
+        ((2, 512, 7, 7), (224, 224), CHANNELS_FIRST),
+        ((2, 7, 7, 768), (224, 224), CHANNELS_LAST),  # Swin stage output, timm
+        ((2, 197, 384), (224, 224), TOKENS),  # ViT: class token + 14 x 14
+        ((2, 201, 384), (224, 224), TOKENS),  # DINOv2 with 4 registers
+        ((2, 1000), (224, 224), VECTOR),
+        ((2, 512, 1, 1), (224, 224), POINT),
+        ((2, 6, 197, 64), (224, 224), OTHER),  # per-head keys
+        ((2, 6, 197, 197), (224, 224), OTHER),  # attention
+    ],
+)
+def test_layout_of_common_outputs(shape, image, expected):
+    assert layout(shape, image) == expected
+
+
+def test_token_grid_finds_prefix_tokens_and_the_grid():
+    assert token_grid(197, (224, 224)) == (1, (14, 14))
+    assert token_grid(198, (224, 224)) == (2, (14, 14))  # DeiT: class + distillation token
+    assert token_grid(1 + 24 * 24, (384, 384)) == (1, (24, 24))
+    assert token_grid(1 + 14 * 20, (224, 320)) == (1, (14, 20))
+
+
+def test_when_both_readings_fit_the_module_decides():
+    assert layout((1, 7, 7, 7), (224, 224), "LayerNorm") == CHANNELS_LAST
+    assert layout((1, 7, 7, 7), (224, 224), "Conv2d") == CHANNELS_FIRST
+
+
+@pytest.mark.parametrize(
+    ("build", "layer", "message"),
+    [
+        (lambda: random_model("resnet18"), "fc", "one vector per image"),
+        (lambda: random_model("resnet18"), "avgpool", "a 1x1 map cannot show where"),
+        (lambda: timm.create_model("vit_tiny_patch16_224"), "blocks.11.norm1", "a token sequence"),
+        (lambda: timm.create_model("vit_tiny_patch16_224"), "blocks.11.attn.k_norm", "not a feature map"),
+        (lambda: timm.create_model("swin_tiny_patch4_window7_224"), "norm", "a channels-last map"),
+        (lambda: timm.create_model("swin_tiny_patch4_window7_224"), "layers.3", "a channels-last map"),
+        (lambda: torchvision.models.vit_b_16(), "encoder.layers.encoder_layer_11", "a token sequence"),
+    ],
+)
+def test_a_named_layer_that_is_not_a_feature_map_is_refused_in_one_line(build, layer, message):
+    model = build().eval()
+    with pytest.raises(LayoutError, match=message) as caught:
+        GradCAM(model, layer)(torch.randn(1, 3, 224, 224))
+    assert len(str(caught.value).splitlines()) == 1 and repr(layer) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: timm.create_model("vit_tiny_patch16_224"),
+        lambda: timm.create_model("deit_tiny_distilled_patch16_224"),
+        lambda: timm.create_model("swin_tiny_patch4_window7_224"),
+        lambda: torchvision.models.vit_b_16(),
+    ],
+)
+def test_transformers_are_refused_not_explained_at_their_patch_embedding(build):
+    # 0.1 picked blocks.11.attn.k_norm, norm (channels-last) or conv_proj here and drew a wrong map
+    with pytest.raises(LayerError, match="looks like a transformer"):
+        auto_layer(build().eval(), torch.randn(1, 3, 224, 224))
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda: torchvision.models.swin_t(), "permute"),  # its head permutes the last stage channels-first
+        (lambda: torchvision.models.maxvit_t(), "blocks.3"),
+        (lambda: timm.create_model("convnext_atto"), "norm_pre"),
+    ],
+)
+def test_hybrid_models_with_channels_first_last_stages_keep_an_automatic_layer(build, expected):
+    assert auto_layer(build().eval(), torch.randn(1, 3, 224, 224)) == expected
