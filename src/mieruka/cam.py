@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import Capture, Split, capture, split_at
+from .capture import Capture, Split, capture, output_logits, split_at
 from .layers import auto_layer, evaluating, resolve_layer
+from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout
 from .maps import normalize, upsample
 from .methods import (
     Method,
@@ -38,6 +39,8 @@ class CAMResult:
     labels: list | None  # the targets' class names, shaped like `targets`
     layer: str  # dotted name(s) of the layer(s) used, comma-separated
     method: str
+    layout: str = "channels-first"  # how the layer's output was read, e.g. "tokens: 1 prefix + 14x14"
+    output: str | None = None  # where the logits were in the model's output ("logits" for Hugging Face)
 
     @property
     def target_probs(self) -> torch.Tensor | None:
@@ -64,6 +67,12 @@ class CAM:
     constant channels there (exact after normalization). `progress(method, done, total)`, when given,
     is called as each method finishes and, inside Score-CAM and Ablation-CAM, as their extra passes run.
 
+    Layouts: a layer's output may be channels-first (N, C, h, w), channels-last (N, h, w, C) or tokens
+    (N, L, C) of a transformer, `prefix_tokens` class/distillation/register tokens then an h x w `grid`
+    of patches; all are read as channels-first maps (see :mod:`mieruka.layouts`). The layout is inferred
+    from the output's shape, the input's size and the model's own token count; when that is ambiguous,
+    the call says so and `layout="tokens"`, `prefix_tokens` and `grid` settle it.
+
     >>> import torchvision
     >>> cam = CAM(torchvision.models.resnet18().eval())
     >>> result = cam(torch.randn(2, 3, 224, 224))
@@ -86,6 +95,9 @@ class CAM:
         score_channels: int | None = None,
         skip_empty_channels: bool = True,
         progress: Callable[[str, int, int], None] | None = None,
+        layout: str | None = None,
+        prefix_tokens: int | None = None,
+        grid: tuple[int, int] | None = None,
     ) -> None:
         self.model = model
         self.method = get_method(method or self.method).name
@@ -96,6 +108,9 @@ class CAM:
         self.score_channels = score_channels
         self.skip_empty_channels = skip_empty_channels
         self.progress = progress
+        if layout is None:
+            layout = "tokens" if prefix_tokens is not None or grid is not None else "auto"
+        self.layout = LayoutRequest(layout.replace("_", "-"), prefix_tokens, tuple(grid) if grid else None)
         self._layers = self._resolve(target_layer) if target_layer is not None else None
         self._splits: dict[str, Split | None] = {}
 
@@ -153,6 +168,14 @@ class CAM:
 
     def _capture(self, inputs, layers, chosen: list[Method], choose) -> Capture:
         needs_gradients = any(m.kind in ("gradient", "guided") for m in chosen)
+        image = (inputs.shape[-2], inputs.shape[-1])
+        hint = prefix_tokens(self.model)
+
+        def resolve(position: int, module: nn.Module, shape: tuple[int, ...]) -> Layout:
+            return resolve_layout(
+                layers[position][0], shape, image, module=module, prefix_hint=hint, requested=self.layout
+            )
+
         return capture(
             self.model,
             [module for _, module in layers],
@@ -160,6 +183,7 @@ class CAM:
             choose,
             gradients=needs_gradients,
             layer_names=[name for name, _ in layers],
+            resolve=resolve,
         )
 
     def _maps(self, inputs, layers, chosen: list[Method], captured: Capture) -> dict[str, torch.Tensor]:
@@ -173,18 +197,21 @@ class CAM:
                 continue
             per_layer = []
             for position, (name, module) in enumerate(layers):
-                activation = captured.activations[position].float()
+                layout = captured.layouts[position]
+                activation = layout.to_channels_first(captured.activations[position]).float()
                 spatial = activation.shape[2:]
                 flat = activation.flatten(2)
                 if method.contributions is not None:
                     gradient = (
                         None
                         if captured.gradients is None
-                        else captured.gradients[position].float().flatten(3)
+                        else layout.to_channels_first(captured.gradients[position]).float().flatten(3)
                     )
                     contributions = method.contributions(flat, gradient)
                 else:
-                    weights = self._perturbation_weights(method, inputs, name, module, activation, captured)
+                    weights = self._perturbation_weights(
+                        method, inputs, position, name, module, activation, captured
+                    )
                     contributions = weights[..., None] * flat
                 if method.projection or self.eigen_smooth:
                     cam = first_component(contributions)
@@ -201,7 +228,7 @@ class CAM:
         if self.progress is not None:
             self.progress(method, done, total)
 
-    def _perturbation_weights(self, method, inputs, name, module, activation, captured: Capture):
+    def _perturbation_weights(self, method, inputs, position, name, module, activation, captured: Capture):
         score = _scorer(captured.targets)
         if method.name == "scorecam":
             return scorecam_weights(
@@ -214,9 +241,17 @@ class CAM:
                 top_channels=self.score_channels,
                 progress=lambda done, total: self._report(method.name, done, total),
             )
-        original = captured.targets.scores(captured.logits)
+        original = _scorer(captured.targets)(captured.logits, torch.arange(len(inputs), device=inputs.device))
+        tail = self._tail(name, module, inputs)
+        layout, native = captured.layouts[position], captured.activations[position]
+        if layout.kind != CHANNELS_FIRST:  # ablate in channels-first, run the rest in the layer's layout
+            base = tail
+
+            def tail(activation: torch.Tensor, image: int) -> torch.Tensor:
+                return base(layout.from_channels_first(activation, native[image : image + 1]), image)
+
         return ablationcam_weights(
-            self._tail(name, module, inputs),
+            tail,
             activation,
             original,
             score,
@@ -303,6 +338,8 @@ class CAM:
             labels=names,
             layer=",".join(name for name, _ in layers),
             method=method,
+            layout=", ".join(layout.describe() for layout in captured.layouts),
+            output=captured.output,
         )
 
 
@@ -321,15 +358,15 @@ def _fuse(per_layer: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _scorer(targets: Targets):
-    """(logits of extra passes for one image, image index) -> the target scores (B, K)."""
-    if targets.indices is not None:
-        indices = targets.indices
+    """(model output of extra passes for one image, image index) -> the float target scores (B, K)."""
 
-        def by_index(logits: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-            return logits.gather(1, indices.to(logits.device)[image])
+    def score(output: object, image: torch.Tensor) -> torch.Tensor:
+        logits, _ = output_logits(output)
+        if targets.indices is None:
+            return targets.scores(logits if logits is not None else output).float()
+        return logits.float().gather(1, targets.indices.to(logits.device)[image])
 
-        return by_index
-    return lambda logits, image: targets.scores(logits)
+    return score
 
 
 def _shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

@@ -10,14 +10,14 @@ layer's output in place (VGG's ``ReLU(inplace=True)``, ResNet's ``out += identit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import fx, nn
 
 from .layers import LayerError, evaluating
-from .layouts import check_feature_map
+from .layouts import Layout, check_feature_map
 from .targets import Targets
 
 
@@ -29,6 +29,8 @@ class Capture:
     gradients: list[torch.Tensor] | None
     logits: torch.Tensor
     targets: Targets
+    layouts: list[Layout] = field(default_factory=list)
+    output: str | None = None  # where the logits were found in the model's output: "logits", "[0]"...
 
 
 def capture(
@@ -39,15 +41,26 @@ def capture(
     *,
     gradients: bool = True,
     layer_names: Sequence[str] | None = None,
+    resolve: Callable[[int, nn.Module, tuple[int, ...]], Layout] | None = None,
 ) -> Capture:
     """Run `model` once on `inputs` in eval mode and capture `layers`.
 
     `choose_targets(logits) -> Targets` decides what to explain once the logits are known (so "the
     predicted class" needs no second pass). With `gradients=False` only activations are kept.
+    `resolve(position, module, output shape) -> Layout` tells how each layer's output lies over the
+    image (and raises for one that cannot be read); by default only channels-first maps are accepted.
+    Activations and gradients are kept in the layer's own layout; `Capture.layouts` says which.
     The caller's grad mode, inference mode, module modes and parameters are left as they were.
     """
     names = list(layer_names) if layer_names is not None else [type(m).__name__ for m in layers]
     image = (inputs.shape[-2], inputs.shape[-1])
+    layouts: list[Layout] = [Layout()] * len(layers)
+    if resolve is None:
+
+        def resolve(position: int, module: nn.Module, shape: tuple[int, ...]) -> Layout:
+            check_feature_map(names[position], shape, image, module)
+            return Layout()
+
     taken: list[torch.Tensor | None] = [None] * len(layers)
     calls = [0] * len(layers)
 
@@ -60,7 +73,7 @@ def capture(
                 raise LayerError(
                     f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another"
                 )
-            check_feature_map(names[position], tuple(output.shape), image, module)
+            layouts[position] = resolve(position, module, tuple(output.shape))
             if output.requires_grad and torch.is_grad_enabled():
                 activation = output  # already on the graph of an earlier captured layer
             else:
@@ -78,20 +91,40 @@ def capture(
     try:
         with evaluating(model), torch.inference_mode(False):
             with torch.no_grad():
-                logits = model(inputs)
+                output = model(inputs)
             _check_calls(names, calls)
-            if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-                shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                raise ValueError(f"expected the model to return logits (N, classes), got {shape}")
-            targets = choose_targets(logits.detach())
+            logits, where = output_logits(output)
+            targets = choose_targets(logits.detach() if logits is not None else output)
+            scores = targets.scores(logits if logits is not None else output, len(inputs))
+            if logits is None:  # a target function read the raw output: its scores stand in for logits
+                logits = scores
             activations = [a.detach() for a in taken if a is not None]
             if not gradients:
-                return Capture(activations, None, logits.detach(), targets)
-            grads = _gradients(targets.scores(logits), [a for a in taken if a is not None], names)
-            return Capture(activations, grads, logits.detach(), targets)
+                return Capture(activations, None, logits.detach(), targets, layouts, where)
+            grads = _gradients(scores, [a for a in taken if a is not None], names)
+            return Capture(activations, grads, logits.detach(), targets, layouts, where)
     finally:
         for handle in handles:
             handle.remove()
+
+
+def output_logits(output: object) -> tuple[torch.Tensor | None, str | None]:
+    """Class scores (N, classes) in what a model returns, and where they were: a tensor (None), a
+    Hugging Face output's ``.logits``, a dict's ``["logits"]``, or a tuple's first item (``[0]``).
+    (None, None) when there are none, for a target function to read the output itself."""
+    if isinstance(output, torch.Tensor):
+        return (output, None) if output.dim() == 2 else (None, None)
+    candidates = []
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        candidates.append((output.logits, "logits"))
+    elif isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
+        candidates.append((output["logits"], '["logits"]'))
+    elif isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
+        candidates.append((output[0], "[0]"))
+    for tensor, where in candidates:
+        if tensor.dim() == 2:
+            return tensor, where
+    return None, None
 
 
 def _check_calls(names: list[str], calls: list[int]) -> None:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import MierukaError
-from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, layout, shape_text
+from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, layout
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class LayerInfo:
     shape: tuple[int, ...] | None
     calls: int
     depth: int
+    input_shape: tuple[int, ...] | None = None  # of its first argument, when that is a tensor
 
 
 class LayerError(MierukaError):
@@ -74,6 +75,8 @@ def trace_layers(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo
             record["calls"] += 1
             if record["calls"] == 1:
                 record["shape"] = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+                first = args[0] if args else None
+                record["input_shape"] = tuple(first.shape) if isinstance(first, torch.Tensor) else None
                 outputs[name] = output
                 order.append(name)
 
@@ -87,7 +90,14 @@ def trace_layers(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo
         for handle in handles:
             handle.remove()
     infos = [
-        LayerInfo(n, records[n]["kind"], records[n]["shape"], records[n]["calls"], n.count(".") + 1)
+        LayerInfo(
+            n,
+            records[n]["kind"],
+            records[n]["shape"],
+            records[n]["calls"],
+            n.count(".") + 1,
+            records[n]["input_shape"],
+        )
         for n in order
     ]
     return infos, [outputs[n] for n in order]
@@ -98,21 +108,97 @@ def auto_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     infos, outputs = trace_layers(model, inputs[:1])
     image = (inputs.shape[-2], inputs.shape[-1])
     name = pick_auto_layer(infos, outputs, image)
-    if name is None:
-        shown = ", ".join(f"{i.name} {list(i.shape) if i.shape else '-'}" for i in infos[-12:]) or "none"
+    if name is not None and _later_features(infos, name, image) is None:
+        return name
+    chosen = _transformer_layer(model, infos, outputs, inputs[:1], image)
+    if chosen is not None:
+        return chosen
+    shown = ", ".join(f"{i.name} {list(i.shape) if i.shape else '-'}" for i in infos[-12:]) or "none"
+    raise LayerError(
+        "found no feature map (channels-first, channels-last or tokens over a patch grid) that runs once "
+        f"per forward; name one with --layer / target_layer= (last modules: {shown})"
+    )
+
+
+def _transformer_layer(
+    model: nn.Module, infos: list[LayerInfo], outputs: list, inputs: torch.Tensor, image: tuple[int, int]
+) -> str | None:
+    """The automatic layer of a model whose features end as tokens or channels-last maps.
+
+    Heads that pool the patch tokens (Swin, average-pooled ViTs) see every patch at the last feature
+    layer, which is chosen. A head that reads only the class token gives the patch tokens after the
+    last block no gradient at all; there the residual stream entering the last block is the last
+    place patches matter: the first layer inside that block (timm's ``blocks[-1].norm1``).
+    """
+    pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
+    features = [
+        info
+        for info, out in zip(infos, outputs)
+        if info.calls == 1
+        and info.shape is not None
+        and layout(info.shape, image, info.kind, batch=1) in (TOKENS, CHANNELS_LAST)
+        and id(out) not in pooled
+    ]
+    if not features:
+        return None
+    last = features[-1]
+    if _patches_get_gradient(model, last, inputs, image):
+        return last.name
+    block = _last_block(infos, image)
+    if block is None:
         raise LayerError(
-            "found no feature map (N, C, h, w) with h * w > 1 that runs once per forward; "
-            f"name one with --layer / target_layer= (last modules: {shown})"
+            f"the model's head reads no patch token of {last.name!r} (a class-token head?) and no repeated "
+            "transformer block was found to step back into; name a layer with --layer / target_layer="
         )
-    later = _later_features(infos, name, image)
-    if later is not None:
-        raise LayerError(
-            f"this looks like a transformer: after {name!r}, its last channels-first map, the features go on "
-            f"as {layout(later.shape or (), image, later.kind)} ({later.name!r} outputs "
-            f"{shape_text(later.shape or ())}), which mieruka cannot read yet; name a layer with --layer / "
-            "target_layer= (`mieruka layers` lists them)"
-        )
-    return name
+    return next(
+        info.name
+        for info in infos
+        if info.name.startswith(block.name + ".") and info.calls == 1 and info.shape == block.input_shape
+    )
+
+
+def _patches_get_gradient(model: nn.Module, info: LayerInfo, inputs: torch.Tensor, image) -> bool:
+    """Whether the predicted class's score has a gradient at the patch tokens (not only prefix tokens)."""
+    from .capture import capture
+    from .layouts import prefix_tokens, resolve_layout
+    from .targets import resolve_targets
+
+    hint = prefix_tokens(model)
+    captured = capture(
+        model,
+        [model.get_submodule(info.name)],
+        inputs,
+        lambda logits: resolve_targets(None, logits),
+        layer_names=[info.name],
+        resolve=lambda _, module, shape: resolve_layout(
+            info.name, shape, image, module=module, prefix_hint=hint
+        ),
+    )
+    assert captured.gradients is not None
+    return bool(captured.layouts[0].to_channels_first(captured.gradients[0]).abs().amax() > 0)
+
+
+def _last_block(infos: list[LayerInfo], image: tuple[int, int]) -> LayerInfo | None:
+    """The last of a run of repeated blocks that map tokens to tokens of the same shape."""
+    names = {info.name for info in infos}
+
+    def parent(name: str) -> str:
+        return name.rsplit(".", 1)[0] if "." in name else ""
+
+    siblings: dict[tuple[str, str], int] = {}
+    for info in infos:
+        siblings[(parent(info.name), info.kind)] = siblings.get((parent(info.name), info.kind), 0) + 1
+    blocks = [
+        info
+        for info in infos
+        if info.calls == 1
+        and info.shape is not None
+        and info.input_shape == info.shape
+        and layout(info.shape, image, info.kind, batch=1) == TOKENS
+        and siblings[(parent(info.name), info.kind)] >= 2
+        and any(other.startswith(info.name + ".") for other in names)
+    ]
+    return blocks[-1] if blocks else None
 
 
 def pick_auto_layer(infos: list[LayerInfo], outputs: list, image: tuple[int, int]) -> str | None:

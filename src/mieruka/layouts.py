@@ -13,7 +13,9 @@ two strides H/h and W/w of a real grid agree (within rounding of odd sizes).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from .errors import MierukaError
@@ -62,31 +64,63 @@ def _with_margin(pixels: int) -> float:
     return pixels - max(8.0, pixels / 10)
 
 
-def token_grid(length: int, image: tuple[int, int]) -> tuple[int, tuple[int, int]] | None:
-    """(prefix tokens, (h, w)) when `length` tokens can be a few prefix tokens and a patch grid."""
+def exact_grid(cells: tuple[int, int], image: tuple[int, int]) -> bool:
+    """Whether a patch embedding of one integer stride turns an (H, W) image into (h, w) patches.
+
+    Stricter than :func:`is_grid`: tokens come from patchifying, so h and w are H/s and W/s, both
+    rounded down (or both up, where the image is padded), for the same s.
+    """
+    (h, w), (height, width) = cells, image
+    if h < 1 or w < 1:
+        return False
+    for stride in range(max(1, height // (h + 1)), height // max(h - 1, 1) + 2):
+        if (h, w) in ((height // stride, width // stride), (-(-height // stride), -(-width // stride))):
+            return True
+    return False
+
+
+def token_grids(
+    length: int, image: tuple[int, int], prefix: int | None = None
+) -> list[tuple[int, tuple[int, int]]]:
+    """Every (prefix tokens, (h, w)) that splits `length` tokens into a few prefix tokens and a patch
+    grid over the image; only `prefix` prefix tokens when it is given."""
     height, width = image
-    for prefix in range(_MAX_PREFIX_TOKENS + 1):
-        patches = length - prefix
-        if patches < 4:
+    found = []
+    for count in range(_MAX_PREFIX_TOKENS + 1) if prefix is None else [prefix]:
+        patches = length - count
+        if patches < 1:
             break
         # the grid's aspect follows the image's: h / w = H / W
         h = round(math.sqrt(patches * height / width))
-        for rows in (h - 1, h, h + 1):
-            if rows >= 1 and patches % rows == 0 and is_grid((rows, patches // rows), image):
-                return prefix, (rows, patches // rows)
-    return None
+        for rows in sorted({max(1, h - 1), max(1, h), h + 1}):
+            if patches % rows == 0 and exact_grid((rows, patches // rows), image):
+                found.append((count, (rows, patches // rows)))
+    return found
 
 
-def layout(shape: tuple[int, ...], image: tuple[int, int], module: nn.Module | str | None = None) -> str:
+def token_grid(length: int, image: tuple[int, int]) -> tuple[int, tuple[int, int]] | None:
+    """The first (prefix tokens, (h, w)) of :func:`token_grids`, or None."""
+    found = token_grids(length, image)
+    return found[0] if found else None
+
+
+def layout(
+    shape: tuple[int, ...],
+    image: tuple[int, int],
+    module: nn.Module | str | None = None,
+    batch: int | None = None,
+) -> str:
     """One of CHANNELS_FIRST, CHANNELS_LAST, TOKENS, VECTOR, POINT or OTHER for an output shape.
 
     `shape` includes the batch dimension; `image` is the model input's (H, W); `module` (or its class
-    name) decides the rare case where both readings fit.
+    name) decides the rare case where both readings fit; `batch`, when given, must lead the shape.
     """
+    if batch is not None and shape[:1] != (batch,):
+        return OTHER  # windows or heads folded into the batch dimension (Swin's window attention)
     if len(shape) == 2:
         return VECTOR
     if len(shape) == 3:
-        return TOKENS if token_grid(shape[1], image) is not None else OTHER
+        return TOKENS if shape[2] > 1 and token_grid(shape[1], image) is not None else OTHER
     if len(shape) != 4:
         return OTHER
     if shape[2] * shape[3] == 1:
@@ -128,3 +162,141 @@ def check_feature_map(
     else:
         problem = "not a feature map whose last two dimensions are a grid over the image"
     raise LayoutError(f"{where}: {problem}; {advice}")
+
+
+# ---- reading a layer's output as channels-first, both ways -----------------------------------------
+
+LAYOUT_NAMES = (CHANNELS_FIRST, CHANNELS_LAST, TOKENS)
+_PREFIX_PARAMETERS = (
+    "cls_token",
+    "class_token",
+    "dist_token",
+    "distillation_token",
+    "reg_token",
+    "register_tokens",
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one layer's output lies over the image: channels-first (N, C, h, w), channels-last
+    (N, h, w, C), or tokens (N, L, C) made of `prefix` tokens and a row-major `grid` of patches."""
+
+    kind: str = CHANNELS_FIRST
+    prefix: int = 0
+    grid: tuple[int, int] | None = None
+
+    def to_channels_first(self, values: torch.Tensor) -> torch.Tensor:
+        """(..., <this layout>) -> (..., C, h, w); leading dimensions (batch, targets) are kept."""
+        if self.kind == CHANNELS_FIRST:
+            return values
+        if self.kind == CHANNELS_LAST:
+            return values.movedim(-1, -3)
+        assert self.grid is not None
+        patches = values[..., self.prefix :, :]
+        return patches.transpose(-1, -2).reshape(*patches.shape[:-2], patches.shape[-1], *self.grid)
+
+    def from_channels_first(self, maps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The inverse for a batch (B, C, h, w); prefix tokens are taken from `like` (1 or B, L, C)."""
+        if self.kind == CHANNELS_FIRST:
+            return maps
+        if self.kind == CHANNELS_LAST:
+            return maps.movedim(-3, -1)
+        tokens = like.expand(maps.shape[0], *like.shape[1:]).clone()
+        tokens[:, self.prefix :, :] = maps.flatten(2).transpose(1, 2).to(tokens.dtype)
+        return tokens
+
+    def describe(self) -> str:
+        """'tokens: 1 prefix + 14x14' or the kind alone."""
+        if self.kind != TOKENS or self.grid is None:
+            return self.kind
+        return f"tokens: {self.prefix} prefix + {self.grid[0]}x{self.grid[1]}"
+
+
+@dataclass(frozen=True)
+class LayoutRequest:
+    """What the user said about a layer's layout; None (and "auto") leave that part to inference."""
+
+    kind: str = "auto"
+    prefix: int | None = None
+    grid: tuple[int, int] | None = None
+
+
+def prefix_tokens(model: nn.Module) -> int | None:
+    """How many class / distillation / register tokens the model puts before its patches, if it says.
+
+    timm models carry ``num_prefix_tokens``; torchvision's ViT, Hugging Face and most others keep the
+    tokens as parameters named ``cls_token``, ``class_token``, ``dist_token``, ``register_tokens`` ...
+    None when the model has no token parameters at all (a hierarchical model, or one that says nothing).
+    """
+    count = getattr(model, "num_prefix_tokens", None)
+    if isinstance(count, int):
+        return count
+    found = [
+        parameter
+        for name, parameter in model.named_parameters()
+        if name.rsplit(".", 1)[-1] in _PREFIX_PARAMETERS and parameter.dim() >= 2
+    ]
+    return sum(parameter.shape[-2] for parameter in found) if found else None
+
+
+def resolve_layout(
+    name: str,
+    shape: tuple[int, ...],
+    image: tuple[int, int],
+    *,
+    module: nn.Module | str | None = None,
+    prefix_hint: int | None = None,
+    requested: LayoutRequest | None = None,
+) -> Layout:
+    """The layout of layer `name`'s output, or a one-line LayoutError that says what to set.
+
+    `requested` (the user's layout, prefix tokens and grid; any may be unset) wins where given and is
+    checked against the shape; otherwise the layout is read off the shape, the input's size and the
+    model's own prefix-token count (`prefix_hint`). A token layout with several readings is refused.
+    """
+    where = f"layer {name!r} outputs {shape_text(shape)} for a {image[0]}x{image[1]} input"
+    option = "set layout='tokens', prefix_tokens=P, grid=(h, w) (CLI: --layout tokens --prefix-tokens P --grid HxW)"
+    if requested is not None and requested.kind != "auto":
+        return _check_requested(where, shape, image, requested, option)
+    kind = layout(shape, image, module)
+    if kind in (CHANNELS_FIRST, CHANNELS_LAST):
+        return Layout(kind)
+    if kind != TOKENS:
+        check_feature_map(name, shape, image, module)  # raises with what the layer outputs
+    readings = token_grids(shape[1], image, prefix_hint) if prefix_hint is not None else []
+    readings = readings or token_grids(shape[1], image)
+    if len(readings) != 1:
+        shown = " or ".join(f"{p} prefix + {g[0]}x{g[1]}" for p, g in readings[:3])
+        raise LayoutError(f"{where}: tokens whose layout is ambiguous ({shown}); {option}")
+    prefix, grid = readings[0]
+    return Layout(TOKENS, prefix, grid)
+
+
+def _check_requested(where: str, shape, image, requested: LayoutRequest, option: str) -> Layout:
+    if requested.kind not in LAYOUT_NAMES:
+        raise LayoutError(f"unknown layout {requested.kind!r}; choose from auto, {', '.join(LAYOUT_NAMES)}")
+    if requested.kind in (CHANNELS_FIRST, CHANNELS_LAST):
+        if len(shape) != 4:
+            raise LayoutError(f"{where}: not {requested.kind} (N, ...) with 4 dimensions; {option}")
+        return Layout(requested.kind)
+    if len(shape) != 3:
+        raise LayoutError(f"{where}: not a token sequence (N, L, C); pick a layer that outputs tokens")
+    length = shape[1]
+    if requested.grid is not None:
+        prefix = (
+            length - requested.grid[0] * requested.grid[1] if requested.prefix is None else requested.prefix
+        )
+        if prefix < 0 or prefix + requested.grid[0] * requested.grid[1] != length:
+            raise LayoutError(
+                f"{where}: {length} tokens, but prefix_tokens={prefix} and grid={requested.grid} make "
+                f"{prefix + requested.grid[0] * requested.grid[1]}; {option}"
+            )
+        return Layout(TOKENS, prefix, tuple(requested.grid))
+    readings = token_grids(length, image, requested.prefix)
+    if len(readings) != 1:
+        raise LayoutError(
+            f"{where}: {length} tokens do not split into prefix_tokens={requested.prefix} and one patch "
+            f"grid over the input; {option}"
+        )
+    return Layout(TOKENS, *readings[0])

@@ -29,14 +29,16 @@ class Targets:
     indices: torch.Tensor | None
     score_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
 
-    def scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """Scores (N, K) whose gradients make the maps."""
+    def scores(self, logits: torch.Tensor | object, batch: int | None = None) -> torch.Tensor:
+        """Scores (N, K) whose gradients make the maps; a target function may get any model output."""
         if self.score_fn is not None:
             scores = self.score_fn(logits)
-            if scores.shape != logits.shape[:1]:
+            if batch is None and isinstance(logits, torch.Tensor):
+                batch = logits.shape[0]
+            if not isinstance(scores, torch.Tensor) or (batch is not None and scores.shape != (batch,)):
+                shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
                 raise TargetError(
-                    f"a target function must return one score per image, shape ({logits.shape[0]},), "
-                    f"got {tuple(scores.shape)}"
+                    f"a target function must return one score per image, shape ({batch},), got {shape}"
                 )
             return scores.unsqueeze(1)
         assert self.indices is not None
@@ -66,11 +68,18 @@ def resolve_targets(
     None means the predicted class (or the `top_k` best classes); an int or name applies to every
     image; a sequence or tensor gives one target per image; a callable is used as the score itself.
     """
-    batch, classes = logits.shape
     if callable(target) and not isinstance(target, torch.Tensor):
         if top_k not in (None, 1):
             raise TargetError("top_k cannot be combined with a target function")
         return Targets(None, target)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise TargetError(
+            f"the model returns {shape}, not class scores (N, classes) or an output holding them "
+            "(.logits, ['logits'], a tuple's first item); pass a target function "
+            "targets=lambda output: <one score per image, shape (N,)>"
+        )
+    batch, classes = logits.shape
     if target is None:
         k = 1 if top_k is None else top_k
         if not 1 <= k <= classes:

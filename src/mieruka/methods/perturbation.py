@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 Scorer = Callable[
     [torch.Tensor, torch.Tensor], torch.Tensor
-]  # (logits (B, classes), image index (B,)) -> (B, K)
+]  # (model output for B inputs, image index (B,)) -> float scores (B, K)
 Progress = Callable[[int, int], None]  # (passes done, passes in all): for a progress bar
 
 
@@ -67,9 +67,7 @@ def scorecam_weights(
         for start in range(0, len(indices), batch_size):
             chunk = indices[start : start + batch_size]
             masked = inputs[n : n + 1] * masks[chunk, None].to(inputs.dtype)
-            per_channel.append(
-                scores(model(masked).float(), torch.full((len(chunk),), n, device=masked.device))
-            )
+            per_channel.append(scores(model(masked), torch.full((len(chunk),), n, device=masked.device)))
             done += len(chunk)
             if progress is not None:  # later images are counted as needing as many passes as this one
                 progress(done, before + len(indices) * (batch - n))
@@ -111,7 +109,7 @@ def ablationcam_weights(
             ablated = activations[n : n + 1].repeat(len(chunk), *([1] * (activations.dim() - 1)))
             ablated[torch.arange(len(chunk), device=chunk.device), chunk] = 0
             ablated_scores.append(
-                scores(tail(ablated, n).float(), torch.full((len(chunk),), n, device=ablated.device))
+                scores(tail(ablated, n), torch.full((len(chunk),), n, device=ablated.device))
             )
             if progress is not None:
                 progress(n * channels + start + len(chunk), batch * channels)
