@@ -270,7 +270,10 @@ class CAM:
                 _, *frontier = split.head(inputs)
 
             def tail(activation: torch.Tensor, image: int) -> torch.Tensor:
-                extra = [f[image : image + 1].expand(len(activation), *f.shape[1:]) for f in frontier]
+                extra = [
+                    f[image : image + 1].expand(len(activation), *f.shape[1:]) if torch.is_tensor(f) else f
+                    for f in frontier
+                ]
                 return split.tail(activation.to(inputs.dtype), *extra)
 
             return tail
