@@ -13,6 +13,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from mieruka import CAM
 from mieruka.methods import get_method, parse_methods
 from mieruka.methods.attention import (
     AttentionError,
@@ -320,3 +321,14 @@ def test_registry_names():
         attention_maps(tiny_vit(), torch.randn(1, 3, 64, 64), pick, "gradcam")
     with pytest.raises(ValueError, match="head_fusion"):
         attention_maps(tiny_vit(), torch.randn(1, 3, 64, 64), pick, "rollout", head_fusion="median")
+
+
+def test_cam_gives_the_attention_maps_for_its_targets():
+    model = tiny_vit()
+    x = torch.randn(2, 3, 64, 64)
+    # the layer only drives the shared capture (targets, logits) until the engine knows transformers
+    results = CAM(model, "patch_embed.proj").compare(x, ["rollout", "gae"], TARGETS[0])
+    for name, result in results.items():
+        expected = attention_maps(model, x, lambda logits: logits[:, [TARGETS[0]]], name)[:, 0]
+        torch.testing.assert_close(result.raw, expected)
+        assert result.maps.shape == (2, 64, 64) and result.maps.amax() == 1
