@@ -16,6 +16,7 @@ from .maps import normalize, upsample
 from .methods import (
     Method,
     ablationcam_weights,
+    attention_maps,
     first_component,
     get_method,
     guided_backprop,
@@ -193,6 +194,10 @@ class CAM:
             self._report(method.name, 0, 1)
             if method.kind == "guided":
                 raws[method.name] = self._guided(inputs, layers, method, captured)
+                self._report(method.name, 1, 1)
+                continue
+            if method.kind == "attention":  # a transformer's own attention, not a layer's activations
+                raws[method.name] = attention_maps(self.model, inputs, captured.targets.scores, method.name)
                 self._report(method.name, 1, 1)
                 continue
             per_layer = []

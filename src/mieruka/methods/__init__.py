@@ -3,7 +3,8 @@
 Gradient-based methods (and Eigen-CAM) turn activations A (N, C, P) and gradients G (K, N, C, P) into
 channel contributions (K, N, C, P) -- P the flattened spatial size, K the targets -- so all of them
 come from ONE forward/backward capture. Perturbation methods measure channel weights by running the
-model again; guided methods need the gradient at the input.
+model again; guided methods need the gradient at the input. Attention methods read a vision
+transformer's attention matrices instead of a layer (:mod:`mieruka.methods.attention`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Method:
     """
 
     name: str
-    kind: str  # "gradient", "activation", "perturbation" or "guided"
+    kind: str  # "gradient", "activation", "perturbation", "guided" or "attention"
     summary: str
     function: str | None = None
     projection: bool = False  # reduce channels by the first principal component instead of a sum
@@ -114,6 +115,18 @@ METHODS: dict[str, Method] = {
             "Guided Grad-CAM (Selvaraju et al., 2017): Guided Backpropagation times the upsampled "
             "Grad-CAM map; high-resolution and class-discriminative.",
         ),
+        Method(
+            "rollout",
+            "attention",
+            "Attention rollout (Abnar & Zuidema, ACL 2020): attention with the residual, multiplied "
+            "through a vision transformer's blocks; class-agnostic.",
+        ),
+        Method(
+            "gae",
+            "attention",
+            "Generic Attention-model Explainability (Chefer, Gur & Wolf, ICCV 2021): attention weighted "
+            "by its positive gradient, accumulated through a vision transformer's blocks.",
+        ),
     )
 }
 GRADIENT_METHODS = [name for name, m in METHODS.items() if m.kind in ("gradient", "activation")]
@@ -122,6 +135,9 @@ _ALIASES = {
     "gradcamplusplus": "gradcam++",
     "ablation": "ablationcam",
     "score": "scorecam",
+    "attentionrollout": "rollout",
+    "chefer": "gae",
+    "genericattention": "gae",
 }
 
 
@@ -135,9 +151,13 @@ def get_method(name: str) -> Method:
 
 
 def parse_methods(text: str) -> list[Method]:
-    """'gradcam,layercam' or 'all' -> methods, in the order given, without repeats."""
+    """'gradcam,layercam' or 'all' -> methods, in the order given, without repeats.
+
+    'all' is the CAM family, which runs on any layer; attention methods, for vision transformers
+    only, are named one by one.
+    """
     if text.strip().lower() == "all":
-        return list(METHODS.values())
+        return [m for m in METHODS.values() if m.kind != "attention"]
     chosen: list[Method] = []
     for part in text.split(","):
         if part.strip():
@@ -154,9 +174,11 @@ __all__ = [
     "METHODS",
     "Method",
     "ablationcam_weights",
+    "attention_maps",
     "eigencam",
     "eigengradcam",
     "first_component",
+    "gae",
     "get_method",
     "gradcam",
     "gradcam_plus_plus",
@@ -165,6 +187,7 @@ __all__ = [
     "hirescam",
     "layercam",
     "parse_methods",
+    "rollout",
     "scorecam_weights",
     "xgradcam",
 ]
@@ -175,6 +198,9 @@ _FUNCTIONS = {
     "scorecam_weights": "perturbation",
     "guided_backprop": "guided",
     "guided_relus": "guided",
+    "attention_maps": "attention",
+    "gae": "attention",
+    "rollout": "attention",
     **{
         name: "gradient"
         for name in (
