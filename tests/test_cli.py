@@ -172,8 +172,16 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
             "outputs 512x1x1 for a 224x224 input: a 1x1 map cannot show where",
         ),
         (
-            ["explain", "SAMPLE", "--model", "timm:vit_tiny_patch16_224", "--random-weights"],
-            "looks like a transformer",
+            [
+                "explain",
+                "SAMPLE",
+                "--model",
+                "timm:vit_tiny_patch16_224",
+                "--random-weights",
+                "--layer",
+                "blocks.11.attn.k_norm",
+            ],
+            "outputs 3x197x64 for a 224x224 input: not a feature map",
         ),
         (
             [
@@ -182,23 +190,25 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
                 "--model",
                 "timm:vit_tiny_patch16_224",
                 "--random-weights",
-                "--layer",
-                "blocks.11.norm1",
+                "--grid",
+                "10x10",
             ],
-            "a token sequence",
+            "grid=(10, 10) leaves 97 of the 197 tokens before the patches",
         ),
         (
             [
                 "explain",
                 "SAMPLE",
                 "--model",
-                "timm:swin_tiny_patch4_window7_224",
+                "timm:vit_tiny_patch16_224",
                 "--random-weights",
-                "--layer",
-                "norm",
+                "--prefix-tokens",
+                "3",
             ],
-            "a channels-last map",
+            "do not split into prefix_tokens=3",
         ),
+        (["explain", "SAMPLE", "--grid", "14"], "--grid takes rows x columns"),
+        (["explain", "SAMPLE", "--method", "rollout"], "attention maps need one of the timm ViT-family"),
         # names a person would type find what they mean
         (["explain", "SAMPLE", "--target", "cat"], "did you mean 'tabby', 'tiger cat', 'Persian cat'"),
         (["explain", "SAMPLE", "--colormap", "nope"], "unknown colormap"),
@@ -512,3 +522,32 @@ def test_readme_and_help_agree_and_the_default_output_folder_is_ignored():
     assert factor.search(" ".join(help_text.split())).group(1) == factor.search(readme).group(1)
     default_out = build_parser().parse_args(["explain", "x.jpg"]).out
     assert f"{default_out}/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_a_vision_transformer_end_to_end(tmp_path):
+    torch.manual_seed(0)
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("vit_small_patch16_224", num_classes=5)
+    torch.save(model.state_dict(), tmp_path / "ft.pth")
+    out = tmp_path / "out"
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "timm:vit_small_patch16_224", "--weights", tmp_path / "ft.pth",
+        "--num-classes", "5", "--out", out, "--save-maps",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    record = _records(out)[0]
+    assert record["layer"] == "blocks.11.norm1" and record["layout"] == "tokens: 1 prefix + 14x14"
+    assert np.load(out / record["map"]).shape == (14, 14)
+    assert Image.open(out / record["output"]).size == Image.open(SAMPLES / "cat.jpg").size
+
+
+def test_attention_methods_from_the_command_line(tmp_path):
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "timm:vit_tiny_patch16_224", "--random-weights",
+        "--method", "gradcam,rollout,gae", "--out", tmp_path, "--save-maps",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    record = _records(tmp_path)[0]
+    assert set(record["outputs"]) == {"gradcam", "rollout", "gae"}
+    for method in ("rollout", "gae"):
+        assert np.load(tmp_path / record["map"][method]).shape == (14, 14)

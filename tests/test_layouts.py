@@ -9,7 +9,7 @@ import torchvision
 
 from conftest import random_model
 from mieruka import GradCAM
-from mieruka.layers import LayerError, auto_layer
+from mieruka.layers import auto_layer
 from mieruka.layouts import (
     CHANNELS_FIRST,
     CHANNELS_LAST,
@@ -90,11 +90,7 @@ def test_when_both_readings_fit_the_module_decides():
     [
         (lambda: random_model("resnet18"), "fc", "one vector per image"),
         (lambda: random_model("resnet18"), "avgpool", "a 1x1 map cannot show where"),
-        (lambda: timm.create_model("vit_tiny_patch16_224"), "blocks.11.norm1", "a token sequence"),
         (lambda: timm.create_model("vit_tiny_patch16_224"), "blocks.11.attn.k_norm", "not a feature map"),
-        (lambda: timm.create_model("swin_tiny_patch4_window7_224"), "norm", "a channels-last map"),
-        (lambda: timm.create_model("swin_tiny_patch4_window7_224"), "layers.3", "a channels-last map"),
-        (lambda: torchvision.models.vit_b_16(), "encoder.layers.encoder_layer_11", "a token sequence"),
     ],
 )
 def test_a_named_layer_that_is_not_a_feature_map_is_refused_in_one_line(build, layer, message):
@@ -104,19 +100,10 @@ def test_a_named_layer_that_is_not_a_feature_map_is_refused_in_one_line(build, l
     assert len(str(caught.value).splitlines()) == 1 and repr(layer) in str(caught.value)
 
 
-@pytest.mark.parametrize(
-    "build",
-    [
-        lambda: timm.create_model("vit_tiny_patch16_224"),
-        lambda: timm.create_model("deit_tiny_distilled_patch16_224"),
-        lambda: timm.create_model("swin_tiny_patch4_window7_224"),
-        lambda: torchvision.models.vit_b_16(),
-    ],
-)
-def test_transformers_are_refused_not_explained_at_their_patch_embedding(build):
-    # 0.1 picked blocks.11.attn.k_norm, norm (channels-last) or conv_proj here and drew a wrong map
-    with pytest.raises(LayerError, match="looks like a transformer"):
-        auto_layer(build().eval(), torch.randn(1, 3, 224, 224))
+def test_a_per_head_tensor_and_window_attention_are_never_read_as_maps():
+    # (N, heads, L, d) and (N * windows, heads, 49, 49): neither is a grid over the image, nor tokens
+    assert layout((2, 6, 197, 64), (224, 224)) == OTHER
+    assert layout((128, 3, 49, 49), (224, 224), batch=2) == OTHER
 
 
 @pytest.mark.parametrize(

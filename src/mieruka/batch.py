@@ -211,6 +211,7 @@ def _plan_one(
             "probability": None if probability is None else round(probability, 6),
             "rank": k + 1,
             "layer": first.layer,
+            "layout": first.layout,
             "method": ",".join(by_method),
             "model": loaded.name,
             "weights": loaded.weights,

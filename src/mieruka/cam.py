@@ -344,7 +344,8 @@ class CAM:
             probs=logits.softmax(dim=1),
             targets=shaped(indices) if indices is not None else None,
             labels=names,
-            layer=",".join(name for name, _ in layers),
+            # attention methods read every block's attention matrices, not a layer
+            layer="attention" if get_method(method).kind == "attention" else ",".join(n for n, _ in layers),
             method=method,
             layout=", ".join(layout.describe() for layout in captured.layouts),
             output=captured.output,

@@ -70,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer", metavar="NAME", help="dotted module name(s), comma-separated to fuse (default: automatic)"
     )
     explain.add_argument(
+        "--layout",
+        choices=["auto", "channels-first", "channels-last", "tokens"],
+        default=None,
+        help="how the layer's output lies over the image (default: inferred from its shape and the model; "
+        "an ambiguous one is refused and names what to set)",
+    )
+    explain.add_argument(
+        "--prefix-tokens",
+        type=int,
+        metavar="P",
+        help="tokens layout: class/distillation/register tokens before the patches (implies --layout tokens)",
+    )
+    explain.add_argument(
+        "--grid", metavar="HxW", help="tokens layout: the patch grid, e.g. 14x14 (implies --layout tokens)"
+    )
+    explain.add_argument(
         "--method",
         default="gradcam",
         metavar="NAMES",
@@ -300,7 +316,7 @@ def _dummy_input(loaded, device):
 def run_explain(args, parser: argparse.ArgumentParser) -> int:
     # Flags and paths are checked before anything heavy is imported: a typo costs a blink.
     _check_explain_flags(args)
-    from .methods import parse_methods
+    from .methods import METHODS, parse_methods
 
     methods = [m.name for m in parse_methods(args.method)]
     missing = [path for path in args.paths if not Path(path).exists()]
@@ -333,6 +349,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         )
 
     loaded, device = _load(args)
+    if args.method.strip().lower() == "all" and _has_attention(loaded.model):
+        methods += [name for name, method in METHODS.items() if method.kind == "attention"]
     cam = CAM(
         loaded.model,
         args.layer,
@@ -341,6 +359,9 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         eigen_smooth=args.eigen_smooth,
         aug_smooth=args.aug_smooth,
         score_channels=args.score_channels,
+        layout=None if args.layout == "auto" else args.layout,
+        prefix_tokens=args.prefix_tokens,
+        grid=args.grid,
     )
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(_dummy_input(loaded, device)))
@@ -420,6 +441,26 @@ def _check_explain_flags(args) -> None:
         raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
     if args.num_classes is not None and args.num_classes < 1:
         raise ValueError(f"--num-classes must be at least 1, got {args.num_classes}")
+    if args.prefix_tokens is not None and args.prefix_tokens < 0:
+        raise ValueError(f"--prefix-tokens must be 0 or more, got {args.prefix_tokens}")
+    if args.grid is not None:
+        parts = args.grid.lower().replace(",", "x").split("x")
+        if len(parts) != 2 or not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+            raise ValueError(f"--grid takes rows x columns such as 14x14, got {args.grid!r}")
+        args.grid = (int(parts[0]), int(parts[1]))
+    if args.layout in ("channels-first", "channels-last") and (args.prefix_tokens, args.grid) != (None, None):
+        raise ValueError(f"--prefix-tokens and --grid describe tokens, not --layout {args.layout}")
+
+
+def _has_attention(model) -> bool:
+    """Whether the attention methods (rollout, gae) can run on this model."""
+    from .methods.attention import AttentionError, vision_transformer
+
+    try:
+        vision_transformer(model)
+    except AttentionError:
+        return False
+    return True
 
 
 def _parse_target(text: str | None, labels):
@@ -493,19 +534,24 @@ def run_methods() -> int:
         print(f"{name:<{width}}  {method.kind:<12}  {method.summary}")
     print(
         "\nGradient methods and eigencam share one forward/backward pass; pick several with --method a,b,c."
+        "\nThe CAM family runs at a layer of any model (CNN or transformer); attention methods (rollout, gae) "
+        "need a timm ViT-family model (ViT, DeiT, DINOv2, BEiT, EVA). 'all' adds them where they apply."
     )
     return 0
 
 
 def run_layers(args) -> int:
-    from .layers import pick_auto_layer, trace_layers
-    from .layouts import layout
+    from .layers import LayerError, auto_layer, trace_layers
 
     loaded, device = _load(args, shapes_only=True)
     dummy = _dummy_input(loaded, device)
     image = (dummy.shape[-2], dummy.shape[-1])
-    infos, outputs = trace_layers(loaded.model, dummy)
-    auto = pick_auto_layer(infos, outputs, image)
+    infos, _ = trace_layers(loaded.model, dummy)
+    try:
+        auto = auto_layer(loaded.model, dummy)
+    except LayerError:
+        auto = None
+    describe = _layout_describer(loaded.model, image)
     by_name = {info.name: info for info in infos}
     rows = []
     for name, module in loaded.model.named_modules():
@@ -515,7 +561,7 @@ def run_layers(args) -> int:
         if info is None and not args.all:
             continue
         shape = "x".join(map(str, info.shape[1:])) if info and info.shape else "-"
-        kind = layout(info.shape, image, info.kind) if info and info.shape else ""
+        kind = describe(name, info) if info and info.shape else ""
         calls = "" if info is None or info.calls == 1 else f"ran {info.calls}x"
         mark = "<- auto" if name == auto else ""
         rows.append(("  " * name.count(".") + name, type(module).__name__, shape, kind, calls, mark))
@@ -528,13 +574,31 @@ def run_layers(args) -> int:
     )
     for row in rows:
         print(
-            f"{row[0]:<{width}}  {row[1]:<{kind_width}}  {row[2]:<14} {row[3]:<14} {row[4]:<8} {row[5]}".rstrip()
+            f"{row[0]:<{width}}  {row[1]:<{kind_width}}  {row[2]:<14} {row[3]:<24} {row[4]:<8} {row[5]}".rstrip()
         )
     if auto:
         print(f"automatic target layer: {auto}")
     else:
         print("no automatic target layer: name one with --layer")
     return 0
+
+
+def _layout_describer(model, image: tuple[int, int]):
+    """name, LayerInfo -> how that layer's output would be read ('tokens: 1 prefix + 14x14', 'vector'...)."""
+    from .layouts import TOKENS, LayoutError, layout, prefix_tokens, resolve_layout
+
+    hint = prefix_tokens(model)
+
+    def describe(name: str, info) -> str:
+        kind = layout(info.shape, image, info.kind, batch=info.shape[0])
+        if kind != TOKENS:
+            return kind
+        try:
+            return resolve_layout(name, info.shape, image, module=info.kind, prefix_hint=hint).describe()
+        except LayoutError:
+            return "tokens (ambiguous)"
+
+    return describe
 
 
 def _version() -> str:

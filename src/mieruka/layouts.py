@@ -284,9 +284,19 @@ def _check_requested(where: str, shape, image, requested: LayoutRequest, option:
         raise LayoutError(f"{where}: not a token sequence (N, L, C); pick a layer that outputs tokens")
     length = shape[1]
     if requested.grid is not None:
+        if not exact_grid(requested.grid, image):
+            raise LayoutError(
+                f"{where}: grid={tuple(requested.grid)} is not a patch grid over a {image[0]}x{image[1]} "
+                f"input (rows and columns must be the input's height and width over one patch size); {option}"
+            )
         prefix = (
             length - requested.grid[0] * requested.grid[1] if requested.prefix is None else requested.prefix
         )
+        if requested.prefix is None and prefix > _MAX_PREFIX_TOKENS:
+            raise LayoutError(
+                f"{where}: grid={tuple(requested.grid)} leaves {prefix} of the {length} tokens before the "
+                f"patches, more than the {_MAX_PREFIX_TOKENS} class/register tokens models have; {option}"
+            )
         if prefix < 0 or prefix + requested.grid[0] * requested.grid[1] != length:
             raise LayoutError(
                 f"{where}: {length} tokens, but prefix_tokens={prefix} and grid={requested.grid} make "
