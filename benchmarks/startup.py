@@ -55,7 +55,14 @@ def commands(out: Path) -> dict[str, list[str]]:
         "mieruka explain (bad flag value)": ["-m", "mieruka", "explain", str(PHOTO), "--top-k", "0"],
         "mieruka explain missing.jpg": ["-m", "mieruka", "explain", "missing.jpg", "--out", str(out)],
         "mieruka explain cat.jpg (one photo)": [
-            "-m", "mieruka", "explain", str(PHOTO), "--out", str(out), "--quiet", "--overwrite",
+            "-m",
+            "mieruka",
+            "explain",
+            str(PHOTO),
+            "--out",
+            str(out),
+            "--quiet",
+            "--overwrite",
         ],  # fmt: skip
     }
 
