@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
-	$(BIN)/mieruka explain samples --out $(OUT)
+	$(BIN)/mieruka explain samples --out $(OUT) --overwrite
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

@@ -45,6 +45,9 @@ with torch.inference_mode():
 """
 
 
+EXPLAIN_PHOTO = ["-m", "mieruka", "explain", str(PHOTO)]
+
+
 def commands(out: Path) -> dict[str, list[str]]:
     """Name -> argv after the interpreter (the mieruka ones run as `python -m mieruka`)."""
     return {
@@ -54,16 +57,7 @@ def commands(out: Path) -> dict[str, list[str]]:
         "mieruka methods": ["-m", "mieruka", "methods"],
         "mieruka explain (bad flag value)": ["-m", "mieruka", "explain", str(PHOTO), "--top-k", "0"],
         "mieruka explain missing.jpg": ["-m", "mieruka", "explain", "missing.jpg", "--out", str(out)],
-        "mieruka explain cat.jpg (one photo)": [
-            "-m",
-            "mieruka",
-            "explain",
-            str(PHOTO),
-            "--out",
-            str(out),
-            "--quiet",
-            "--overwrite",
-        ],  # fmt: skip
+        "mieruka explain cat.jpg (one photo)": [*EXPLAIN_PHOTO, "--out", str(out), "--quiet", "--overwrite"],
     }
 
 
