@@ -234,6 +234,7 @@ def test_model_on_device(device):
         (lambda: __import__("numpy").zeros((64, 64, 3)), r"numpy array \(64, 64, 3\).*preprocess"),
         (lambda: torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "uint8 tensor: raw pixels"),
         (lambda: torch.zeros(64, 64), r"got \(64, 64\)"),
+        (lambda: torch.zeros(2, 64, 64, 3), r"channels last.*permute\(0, 3, 1, 2\)"),
     ],
 )
 def test_inputs_that_were_not_preprocessed_get_an_error_that_says_what_to_do(make, message):

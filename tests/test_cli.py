@@ -465,6 +465,9 @@ def _imports_torch(*argv: str) -> tuple[bool, subprocess.CompletedProcess]:
         ["explain", "missing.jpg"],
         ["explain", str(SAMPLES / "cat.jpg"), "--top-k", "0"],
         ["explain", str(SAMPLES / "cat.jpg"), "--method", "gradkam"],
+        ["explain", str(SAMPLES / "cat.jpg"), "--labels", "nowhere.txt"],
+        ["explain", str(SAMPLES / "cat.jpg"), "--font", "nowhere.ttf"],
+        ["explain", str(SAMPLES / "cat.jpg"), "--weights", "nowhere.pth", "--model", "resnet18"],
     ],
 )
 def test_help_methods_and_argument_errors_do_not_import_torch(argv):
@@ -551,3 +554,21 @@ def test_attention_methods_from_the_command_line(tmp_path):
     assert set(record["outputs"]) == {"gradcam", "rollout", "gae"}
     for method in ("rollout", "gae"):
         assert np.load(tmp_path / record["map"][method]).shape == (14, 14)
+
+
+def test_the_output_folder_inside_the_input_folder_is_never_read_as_photos(tmp_path):
+    shutil.copy(SAMPLES / "cat.jpg", tmp_path / "cat.jpg")
+    first = mieruka("explain", ".", cwd=tmp_path)
+    again = mieruka("explain", ".", "--overwrite", cwd=tmp_path)
+    assert first.returncode == 0 and again.returncode == 0, again.stderr
+    assert "1 of 1 image(s) explained" in again.stdout
+    assert [r["file"] for r in _records(tmp_path / "mieruka-out")] == ["cat.jpg"]
+
+
+def test_a_run_that_explained_nothing_does_not_block_the_next(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert mieruka("explain", tmp_path / "broken.jpg", "--out", out).returncode == 2
+    run = mieruka("explain", SAMPLES / "cat.jpg", "--out", out)
+    assert run.returncode == 0, run.stderr
+    assert [Path(r["file"]).name for r in _records(out)] == ["cat.jpg"]

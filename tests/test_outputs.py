@@ -21,6 +21,7 @@ from mieruka.outputs import MAX_NAME_BYTES, Namer, find_earlier_run, label_part,
         ("ラブラドール レトリバー", "ラブラドール_レトリバー"),
         ("बिल्ली", "बिल्ली"),  # combining vowel signs stay
         ("Straße", "Straße"),
+        ("🐱 cat", "🐱_cat"),  # symbols such as emoji are valid in names on every common file system
         ('a/b\\c:d*e?f"g<h>i|j', "a_b_c_d_e_f_g_h_i_j"),
         ("tab\there\x00nul\nline", "tab_here_nul_line"),
         ("???", ""),

@@ -76,3 +76,11 @@ def test_close_spellings_and_case_find_the_class():
 def test_few_classes_are_listed_in_full():
     with pytest.raises(TargetError, match="its classes are 'tabby cat', 'golden_retriever', 'red fox'"):
         class_index("wolf", LABELS)
+
+
+def test_names_match_whatever_their_unicode_normalization():
+    import unicodedata
+
+    decomposed = [unicodedata.normalize("NFD", name) for name in ("ガラス", "猫", "鳥")]
+    assert class_index(unicodedata.normalize("NFC", "ガラス"), decomposed) == 0
+    assert class_index("ＣＡＴ", ["dog", "cat"]) == 1  # full-width letters

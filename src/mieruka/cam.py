@@ -412,6 +412,11 @@ def _as_batch(inputs: object) -> torch.Tensor:
             f"got a {str(inputs.dtype).removeprefix('torch.')} tensor: raw pixels are not what the model "
             f"expects; scale and normalize them first: {how}"
         )
+    if inputs.dim() in (3, 4) and inputs.shape[-1] in (1, 3, 4) and inputs.shape[-3] not in (1, 3, 4):
+        raise ValueError(
+            f"got {tuple(inputs.shape)}: channels last, like pixels from an image library; CAM takes "
+            f"(N, C, H, W): use x.permute(0, 3, 1, 2), or {how}"
+        )
     if inputs.dim() == 3:
         return inputs[None]
     if inputs.dim() != 4:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import time
 import warnings
@@ -21,7 +22,7 @@ EXPLAIN_EXAMPLES = """examples:
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
   mieruka explain photo.jpg --model vgg16 --weights IMAGENET1K_V1 --layer features.29
   mieruka explain cat.jpg --method gradcam,gradcam++,layercam,scorecam   # side by side
-  mieruka explain cat.jpg --method all --layer layer3,layer4 --model resnet18
+  mieruka explain cat.jpg --method all --layer layer3,layer4 --model resnet18 --weights IMAGENET1K_V1
 """
 
 LAYERS_EXAMPLES = """examples:
@@ -323,6 +324,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if missing:  # reported before any model is loaded or any file is written
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ValueError(f"{missing[0]}: no such file or folder{more}")
+    _check_files_exist(args)
 
     from .batch import RenderOptions, explain_files
     from .cam import CAM
@@ -339,10 +341,14 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         raise ValueError(
             f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
         )
+    out_root = Path(args.out).resolve()
+    found = [(path, place) for path, place in found if not path.resolve().is_relative_to(out_root)]
+    if not found:
+        raise ValueError(f"no images found in {', '.join(args.paths)} besides the output folder {args.out}")
     paths, places = [path for path, _ in found], [place for _, place in found]
     out_dir = Path(args.out)
     earlier = find_earlier_run(out_dir)
-    if earlier is not None and not args.overwrite:
+    if earlier is not None and not args.overwrite and not earlier.replaceable:
         raise ValueError(
             f"{out_dir} holds the results of an earlier run ({RESULTS}): "
             "pass --overwrite to replace that run, or choose another --out"
@@ -452,6 +458,20 @@ def _check_explain_flags(args) -> None:
         raise ValueError(f"--prefix-tokens and --grid describe tokens, not --layout {args.layout}")
 
 
+def _check_files_exist(args) -> None:
+    """Files the flags name, and a writable output folder: checked before anything heavy loads."""
+    for flag, value in (("--labels", args.labels), ("--font", getattr(args, "font", None))):
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{flag} {value}: no such file")
+    if args.weights is not None and Path(args.weights).suffix and not Path(args.weights).exists():
+        raise ValueError(f"--weights {args.weights}: no such file")
+    existing = Path(args.out).resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {args.out}: cannot write there ({existing} is not a writable folder)")
+
+
 def _has_attention(model) -> bool:
     """Whether the attention methods (rollout, gae) can run on this model."""
     from .methods.attention import AttentionError, vision_transformer
@@ -478,7 +498,8 @@ def _print_summary(records: list[dict], out_dir: Path) -> None:
     """The photo's top classes, then each picture as a path from here (records hold it from `out_dir`)."""
     first = records[0]
     others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in first["top5"][:5])
-    print(f"{first['file']}: {others}")
+    untrained = "  [random weights]" if first.get("weights") == "random" else ""
+    print(f"{first['file']}: {others}{untrained}")
     for record in records:
         empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
         note = " (empty map: no positive evidence)" if empty else ""

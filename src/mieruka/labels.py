@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,9 @@ def _imagenet_synonyms() -> tuple[str, ...]:
 
 
 def canonical(name: str) -> str:
-    """Case, '_' and repeated spaces do not count when names are compared."""
-    return " ".join(name.replace("_", " ").casefold().split())
+    """Case, '_', repeated spaces and Unicode normalization (NFKC: macOS writes names decomposed,
+    full-width letters) do not count when names are compared."""
+    return " ".join(unicodedata.normalize("NFKC", name).replace("_", " ").casefold().split())
 
 
 def find_class(name: str, labels: Sequence[str]) -> int | None:

@@ -103,7 +103,10 @@ def _check_labels(loaded: LoadedModel) -> list[str] | None:
     if loaded.labels is None:
         return [f"class {i}" for i in range(classes)] if classes else None
     if classes is not None and len(loaded.labels) != classes:
-        raise ModelError(f"the labels name {len(loaded.labels)} classes but the model has {classes} outputs")
+        raise ModelError(
+            f"the labels name {len(loaded.labels)} classes but the model has {classes} outputs; give a labels "
+            f"file with {classes} names, or --num-classes {len(loaded.labels)} for a head of that size"
+        )
     return loaded.labels
 
 
@@ -228,7 +231,8 @@ def _no_weights(name: str) -> ModelError:
     return ModelError(
         f"--model {name}: no weights given, so the network would be untrained and its maps meaningless; "
         "pass --weights FILE (state_dict or checkpoint), --weights IMAGENET1K_V1 (torchvision weights "
-        "in the local torch cache), or --random-weights to run it untrained on purpose"
+        "in the local torch cache), or --random-weights to run it untrained on purpose "
+        "(in Python: weights=... or random_weights=True)"
     )
 
 

@@ -45,8 +45,14 @@ def label_part(label: str) -> str:
     ('golden_retriever', '猫', 'gradcampp')
     """
     readable = unicodedata.normalize("NFC", label.replace("+", "p"))
-    kept = "".join(c if c in ".-" or unicodedata.category(c)[0] in "LMN" else "_" for c in readable)
+    kept = "".join(c if c in ".-" or _kept(c) else "_" for c in readable)
     return re.sub("_+", "_", kept).strip("_")
+
+
+def _kept(character: str) -> bool:
+    """Letters, marks and digits of any script, and symbols such as emoji: all fine in file names."""
+    category = unicodedata.category(character)
+    return category[0] in "LMN" or category == "So"
 
 
 def _cap(text: str, limit: int) -> str:
@@ -92,6 +98,7 @@ class EarlierRun:
     folder: Path
     results: Path
     files: list[Path]
+    replaceable: bool = False  # it explained nothing: replacing it loses nothing, no --overwrite needed
 
     def remove(self) -> None:
         """Remove the listed files, then results.jsonl, then the subfolders that leaves empty."""
@@ -120,12 +127,15 @@ def find_earlier_run(out_dir: str | os.PathLike) -> EarlierRun | None:
     results = folder / RESULTS
     if not results.is_file():
         return None
-    files = []
+    files, explained = [], False
     for record in _read_records(results):
+        explained = explained or "error" not in record
         for listed in _listed(record):
             path = _inside(folder, listed)
             if path is not None and path not in files:
                 files.append(path)
+    if not explained and not files:  # a run that explained nothing left only its error list
+        return EarlierRun(folder, results, [], replaceable=True)
     return EarlierRun(folder, results, files)
 
 
