@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from mieruka import GradCAM
-from mieruka.metrics import pointing_game
+from mieruka.metrics import energy_inside, pointing_game
 
 TOLERANCE = 4  # the pointing game's 15 pixels at 224, scaled to these 64-pixel images
 
@@ -30,3 +31,16 @@ def test_a_random_map_loses_the_pointing_game(held_out):
     _, _, masks = held_out
     random_maps = torch.rand(masks.shape, generator=torch.Generator().manual_seed(0))
     assert pointing_game(random_maps, masks, TOLERANCE).float().mean().item() < 0.3
+
+
+def test_energy_inside_is_the_share_of_the_map_on_the_object():
+    masks = torch.zeros(2, 4, 4, dtype=torch.bool)
+    masks[:, :2, :2] = True
+    maps = torch.zeros(2, 4, 4)
+    maps[0, 0, 0], maps[0, 1, 1], maps[0, 3, 3] = 2.0, 1.0, 1.0
+    assert energy_inside(maps, masks).tolist() == [0.75, 0.0]  # an all-zero map puts nothing on the object
+
+
+def test_energy_inside_refuses_maps_and_masks_of_different_shapes():
+    with pytest.raises(ValueError, match=r"\(2, 4, 4\) and \(2, 5, 5\)"):
+        energy_inside(torch.zeros(2, 4, 4), torch.zeros(2, 5, 5, dtype=torch.bool))
