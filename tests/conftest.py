@@ -68,6 +68,14 @@ def shapes_net():
 
 
 @pytest.fixture(scope="session")
+def shapes_vit():
+    """A small vision transformer with a class-token head trained on synthetic shapes (once per session)."""
+    from synthetic import train_shapes_vit
+
+    return train_shapes_vit()
+
+
+@pytest.fixture(scope="session")
 def held_out():
     """Held-out synthetic images with their labels and ground-truth object masks."""
     from synthetic import make_shapes

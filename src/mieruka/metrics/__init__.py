@@ -1,5 +1,5 @@
 """Measures of how good a map is, as plain functions on tensors."""
 
-from .localization import pointing_game
+from .localization import energy_inside, pointing_game
 
-__all__ = ["pointing_game"]
+__all__ = ["energy_inside", "pointing_game"]
