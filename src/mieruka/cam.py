@@ -114,6 +114,7 @@ class CAM:
         self.layout = LayoutRequest(layout.replace("_", "-"), prefix_tokens, tuple(grid) if grid else None)
         self._layers = self._resolve(target_layer) if target_layer is not None else None
         self._splits: dict[str, Split | None] = {}
+        self._prefix_hint: tuple[int | None] | None = None  # (prefix tokens the model declares,), once read
 
     def _resolve(self, target_layer: LayerSpec) -> list[tuple[str, nn.Module]]:
         if isinstance(target_layer, str | nn.Module):
@@ -170,11 +171,19 @@ class CAM:
     def _capture(self, inputs, layers, chosen: list[Method], choose) -> Capture:
         needs_gradients = any(m.kind in ("gradient", "guided") for m in chosen)
         image = (inputs.shape[-2], inputs.shape[-1])
-        hint = prefix_tokens(self.model)
 
         def resolve(position: int, module: nn.Module, shape: tuple[int, ...]) -> Layout:
+            if len(shape) != 3:  # only tokens need the model's prefix-token count
+                return resolve_layout(layers[position][0], shape, image, module=module, requested=self.layout)
+            if self._prefix_hint is None:  # the model's structure does not change: read it once
+                self._prefix_hint = (prefix_tokens(self.model),)
             return resolve_layout(
-                layers[position][0], shape, image, module=module, prefix_hint=hint, requested=self.layout
+                layers[position][0],
+                shape,
+                image,
+                module=module,
+                prefix_hint=self._prefix_hint[0],
+                requested=self.layout,
             )
 
         return capture(
