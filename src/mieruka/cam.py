@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import Capture, Split, capture, output_logits, split_at
+from .capture import Capture, Split, capture, split_at
 from .layers import auto_layer, evaluating, resolve_layer
 from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout
 from .maps import normalize, upsample
@@ -29,27 +29,24 @@ LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
 
 @dataclass
 class CAMResult:
-    """Maps for a batch. With ``top_k`` every per-target field gains a K axis after N."""
+    """Maps for a batch. When a call explains several targets per image (``top_k``, multi-label,
+    detection...) every per-target field gains a K axis after N, and `valid` marks the real ones."""
 
     maps: torch.Tensor  # (N, H, W) in [0, 1] at the input's resolution
     raw: torch.Tensor  # (N, h, w) after ReLU at the layer's resolution, not normalized (see CAM)
     empty: torch.Tensor  # (N,) bool: the map had no positive value, so it is all zero
-    logits: torch.Tensor  # (N, classes)
-    probs: torch.Tensor  # (N, classes) softmax of the logits
-    targets: torch.Tensor | None  # (N,) class indices, None for a target function
-    labels: list | None  # the targets' class names, shaped like `targets`
+    logits: torch.Tensor  # (N, classes); the target scores (N, K) when the output has no class scores
+    probs: torch.Tensor | None  # (N, classes): softmax, or sigmoid for binary / multi-label heads
+    targets: torch.Tensor | None  # (N,) class (or output) indices, None where a map is not one class's
+    labels: list | None  # the targets' names, shaped like `targets`
     layer: str  # dotted name(s) of the layer(s) used, comma-separated
     method: str
     layout: str = "channels-first"  # how the layer's output was read, e.g. "tokens: 1 prefix + 14x14"
     output: str | None = None  # where the logits were in the model's output ("logits" for Hugging Face)
-
-    @property
-    def target_probs(self) -> torch.Tensor | None:
-        """Probability of each explained class, shaped like `targets`."""
-        if self.targets is None:
-            return None
-        flat = self.targets.reshape(self.targets.shape[0], -1)
-        return self.probs.gather(1, flat).reshape(self.targets.shape)
+    task: str = "classify"  # classify, binary, multilabel, regression, embed, function, ...
+    target_probs: torch.Tensor | None = None  # (N,) confidence of each explained target, if it has one
+    valid: torch.Tensor | None = None  # (N, K) bool: False for padding (an image with fewer targets)
+    details: list | None = None  # per image and target: extra facts (a regression value, a similarity)
 
 
 class CAM:
@@ -155,8 +152,8 @@ class CAM:
         inputs = _match_model(self.model, inputs)
         layers = self.layers(inputs)
 
-        def choose(logits: torch.Tensor) -> Targets:
-            return resolve_targets(targets, logits, self.labels, top_k)
+        def choose(output: object) -> Targets:
+            return resolve_targets(targets, output, self.labels, top_k)
 
         with evaluating(self.model):  # the extra passes of some methods run outside the capture
             captured = self._capture(inputs, layers, chosen, choose)
@@ -231,7 +228,7 @@ class CAM:
                     cam = first_component(contributions)
                 else:
                     cam = contributions.sum(-2)
-                count = captured.targets.indices.shape[1] if captured.targets.indices is not None else 1
+                count = captured.targets.count
                 cam = cam.expand(count, *cam.shape[1:]) if cam.shape[0] != count else cam
                 per_layer.append(cam.clamp_min(0).reshape(*cam.shape[:2], *spatial).transpose(0, 1))
             raws[method.name] = _fuse(per_layer)
@@ -336,28 +333,39 @@ class CAM:
     def _result(self, raw, inputs, captured: Capture, layers, method: str, squeeze: bool) -> CAMResult:
         maps, empty = normalize(upsample(raw, tuple(inputs.shape[-2:])))
         logits = captured.logits.float()
-        indices = captured.targets.indices
+        chosen = captured.targets
+        squeeze = squeeze and chosen.single
 
-        def shaped(tensor: torch.Tensor) -> torch.Tensor:
+        def shaped(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            if tensor is None:
+                return None
             return tensor.squeeze(1) if squeeze else tensor
 
-        names = None
-        if indices is not None and self.labels is not None:
-            names = [[self.labels[i] for i in row] for row in indices.tolist()]
-            names = [row[0] for row in names] if squeeze else names
+        def per_image(rows: list | None) -> list | None:
+            if rows is None:
+                return None
+            return [row[0] for row in rows] if squeeze else rows
+
+        probs = chosen.class_probs
+        if probs is None and chosen.task == "function" and captured.output_has_logits:
+            probs = logits.softmax(dim=1)  # a target function on a classifier: its classes' softmax
         return CAMResult(
             maps=shaped(maps),
             raw=shaped(raw),
             empty=shaped(empty),
             logits=logits,
-            probs=logits.softmax(dim=1),
-            targets=shaped(indices) if indices is not None else None,
-            labels=names,
+            probs=probs,
+            targets=shaped(chosen.indices),
+            labels=per_image(chosen.names),
             # attention methods read every block's attention matrices, not a layer
             layer="attention" if get_method(method).kind == "attention" else ",".join(n for n, _ in layers),
             method=method,
             layout=", ".join(layout.describe() for layout in captured.layouts),
             output=captured.output,
+            task=chosen.task,
+            target_probs=shaped(chosen.probabilities),
+            valid=chosen.valid,
+            details=per_image(chosen.details),
         )
 
 
@@ -376,13 +384,10 @@ def _fuse(per_layer: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _scorer(targets: Targets):
-    """(model output of extra passes for one image, image index) -> the float target scores (B, K)."""
+    """(model output of extra passes for one image, image index (B,)) -> the float target scores (B, K)."""
 
     def score(output: object, image: torch.Tensor) -> torch.Tensor:
-        logits, _ = output_logits(output)
-        if targets.indices is None:
-            return targets.scores(logits if logits is not None else output).float()
-        return logits.float().gather(1, targets.indices.to(logits.device)[image])
+        return targets.scores(output, image).float()
 
     return score
 

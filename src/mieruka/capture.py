@@ -31,6 +31,7 @@ class Capture:
     targets: Targets
     layouts: list[Layout] = field(default_factory=list)
     output: str | None = None  # where the logits were found in the model's output: "logits", "[0]"...
+    output_has_logits: bool = True  # False: no (N, classes) tensor in the output; `logits` are the scores
 
 
 def capture(
@@ -45,8 +46,8 @@ def capture(
 ) -> Capture:
     """Run `model` once on `inputs` in eval mode and capture `layers`.
 
-    `choose_targets(logits) -> Targets` decides what to explain once the logits are known (so "the
-    predicted class" needs no second pass). With `gradients=False` only activations are kept.
+    `choose_targets(output) -> Targets` decides what to explain once the model's output is known (so
+    "the predicted class" needs no second pass). With `gradients=False` only activations are kept.
     `resolve(position, module, output shape) -> Layout` tells how each layer's output lies over the
     image (and raises for one that cannot be read); by default only channels-first maps are accepted.
     Activations and gradients are kept in the layer's own layout; `Capture.layouts` says which.
@@ -94,15 +95,16 @@ def capture(
                 output = model(inputs)
             _check_calls(names, calls)
             logits, where = output_logits(output)
-            targets = choose_targets(logits.detach() if logits is not None else output)
-            scores = targets.scores(logits if logits is not None else output, len(inputs))
-            if logits is None:  # a target function read the raw output: its scores stand in for logits
+            targets = choose_targets(output)
+            scores = targets.scores(output, len(inputs))
+            has_logits = logits is not None
+            if logits is None:  # no class scores: the target's scores stand in for logits
                 logits = scores
             activations = [a.detach() for a in taken if a is not None]
             if not gradients:
-                return Capture(activations, None, logits.detach(), targets, layouts, where)
+                return Capture(activations, None, logits.detach(), targets, layouts, where, has_logits)
             grads = _gradients(scores, [a for a in taken if a is not None], names)
-            return Capture(activations, grads, logits.detach(), targets, layouts, where)
+            return Capture(activations, grads, logits.detach(), targets, layouts, where, has_logits)
     finally:
         for handle in handles:
             handle.remove()

@@ -168,7 +168,7 @@ def _patches_get_gradient(model: nn.Module, info: LayerInfo, inputs: torch.Tenso
         model,
         [model.get_submodule(info.name)],
         inputs,
-        lambda logits: resolve_targets(None, logits),
+        lambda output: resolve_targets(None, output),
         layer_names=[info.name],
         resolve=lambda _, module, shape: resolve_layout(
             info.name, shape, image, module=module, prefix_hint=hint

@@ -62,11 +62,12 @@ class PatchTokens:
 
 @dataclass
 class AttentionCapture:
-    """One pass: each block's attention (N, heads, L, L), dS_k/dA per block (K, N, heads, L, L), logits."""
+    """One pass: each block's attention (N, heads, L, L), dS_k/dA per block (K, N, heads, L, L), and the
+    model's output (its logits for a classifier)."""
 
     attentions: list[torch.Tensor]
     gradients: list[torch.Tensor] | None
-    logits: torch.Tensor
+    logits: object
 
 
 def _classes(table: tuple[tuple[str, str], ...]) -> tuple[type, ...]:
@@ -176,27 +177,24 @@ def capture_attention(
         recording_attention(model, differentiable=score_fn is not None) as taken,
     ):
         with torch.no_grad():
-            logits = model(inputs)
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"expected the model to return logits (N, classes), got {shape}")
+            output = model(inputs)
         if len(taken) != len(modules):
             raise AttentionError(
                 f"expected one attention matrix per block ({len(modules)}), recorded {len(taken)}"
             )
         attentions = [a.detach() for a in taken]
         if score_fn is None:
-            return AttentionCapture(attentions, None, logits.detach())
+            return AttentionCapture(attentions, None, output)
         with torch.enable_grad():  # the caller may be under no_grad: the scores must join the graph
-            scores = _scores(score_fn, logits)
+            scores = _scores(score_fn, output, len(inputs))
         gradients = _gradients(scores, taken)
-        return AttentionCapture(attentions, gradients, logits.detach())
+        return AttentionCapture(attentions, gradients, output)
 
 
-def _scores(score_fn: Callable[[torch.Tensor], torch.Tensor], logits: torch.Tensor) -> torch.Tensor:
-    scores = score_fn(logits)
-    if scores.dim() != 2 or scores.shape[0] != logits.shape[0]:
-        raise ValueError(f"expected scores (N={logits.shape[0]}, K), got {tuple(scores.shape)}")
+def _scores(score_fn: Callable[[object], torch.Tensor], output: object, batch: int) -> torch.Tensor:
+    scores = score_fn(output)
+    if scores.dim() != 2 or scores.shape[0] != batch:
+        raise ValueError(f"expected scores (N={batch}, K), got {tuple(scores.shape)}")
     return scores
 
 
@@ -328,7 +326,7 @@ def attention_maps(
     tokens = patch_tokens(model, (inputs.shape[-2], inputs.shape[-1]))
     if name == "rollout":
         captured = capture_attention(model, inputs)
-        count = _scores(score_fn, captured.logits).shape[1]
+        count = _scores(score_fn, captured.logits, len(inputs)).shape[1]
         relevance = rollout(captured.attentions, head_fusion=head_fusion, discard_ratio=discard_ratio)
         cells = patch_map(relevance, tokens)
         return cells[:, None].expand(-1, count, -1, -1)
