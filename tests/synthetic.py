@@ -56,6 +56,38 @@ def make_shapes(count: int, seed: int, size: int = 64) -> tuple[torch.Tensor, to
     return torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(masks)
 
 
+def make_shape_pairs(
+    count: int, seed: int, size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images holding two shapes of different classes that do not touch: images (N, 3, size, size),
+    multi-hot labels (N, classes) and one ground-truth mask per class (N, classes, size, size), all
+    False for the classes not in the image."""
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0.0, 0.35, (count, 3, size, size)).astype(np.float32)
+    labels = np.zeros((count, len(CLASSES)), dtype=np.float32)
+    masks = np.zeros((count, len(CLASSES), size, size), dtype=bool)
+    y, x = np.mgrid[0:size, 0:size]
+    for i in range(count):
+        for _ in range(3):
+            angle, offset = rng.uniform(0, np.pi), rng.uniform(-size / 2, size / 2)
+            line = np.abs((x - size / 2) * np.cos(angle) + (y - size / 2) * np.sin(angle) - offset) < 0.8
+            images[i][:, line] = rng.uniform(0.1, 0.5, (3, 1))
+        kinds = rng.choice(len(CLASSES), 2, replace=False)
+        placed: list[tuple[int, int, int]] = []
+        for kind in kinds:
+            while True:  # rejection sampling: the two shapes at least 4 pixels apart
+                radius = int(rng.integers(7, 10))
+                cx, cy = (int(v) for v in rng.integers(radius + 1, size - radius - 1, 2))
+                if all((cx - px) ** 2 + (cy - py) ** 2 > (radius + pr + 4) ** 2 for px, py, pr in placed):
+                    break
+            placed.append((cx, cy, radius))
+            mask = shape_mask(CLASSES[kind], size, radius, cx, cy)
+            images[i][:, mask] = rng.uniform(0.6, 1.0, (3, 1))
+            labels[i, kind] = 1.0
+            masks[i, kind] = mask
+    return torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(masks)
+
+
 class ShapesNet(nn.Module):
     """A small all-convolutional classifier with global average pooling."""
 
