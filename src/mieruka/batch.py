@@ -111,9 +111,9 @@ def explain_files(
     with ThreadPoolExecutor(max_workers=2) as writers:
         pending: list[tuple[ImageResult, list[Future]]] = []
         for batch in loader:
-            good = [item for item in batch if item[3] is None]
+            readable = [item for item in batch if item[3] is None]
             results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
-            if good:
+            for good in _same_size(readable):  # photos kept whole (detectors) come in many sizes
                 inputs = torch.stack([item[1] for item in good]).to(device, non_blocking=True)
                 by_method = cam.compare(
                     inputs, methods, targets, top_k=top_k if top_k and top_k > 1 else None
@@ -139,6 +139,14 @@ def explain_files(
                 on_progress(len(batch))
         for done in pending:
             yield _finish(*done)
+
+
+def _same_size(items: list) -> list[list]:
+    """Items grouped by the shape of their model input, in order of first appearance."""
+    groups: dict[tuple, list] = {}
+    for item in items:
+        groups.setdefault(tuple(item[1].shape), []).append(item)
+    return list(groups.values())
 
 
 def _finish(result: ImageResult, jobs: list[Future]) -> ImageResult:
@@ -179,19 +187,34 @@ def _plan_one(
     Records give the paths relative to `out_dir`, with `/` on every system.
     """
     first = next(iter(by_method.values()))
-    probs = first.probs[row]
-    top = probs.topk(min(5, probs.numel()))
-    top5 = [
-        {"label": _label(loaded, i), "index": i, "probability": round(p, 6)}
-        for p, i in zip(top.values.tolist(), top.indices.tolist())
-    ]
-    indices = first.targets[row].reshape(-1).tolist() if first.targets is not None else [None]
+    top5 = None
+    if first.probs is not None:
+        probs = first.probs[row]
+        top = probs.topk(min(5, probs.numel()))
+        top5 = [
+            {
+                "label": first.class_names[i] if first.class_names else _label(loaded, i),
+                "index": i,
+                "probability": round(p, 6),
+            }
+            for p, i in zip(top.values.tolist(), top.indices.tolist())
+        ]
+    count = first.valid.shape[1] if first.valid is not None else _targets_of(first, row)
+    valid = first.valid[row].tolist() if first.valid is not None else [True] * count
+    indices = first.targets[row].reshape(-1).tolist() if first.targets is not None else [None] * count
+    names = _per_row(first.labels, row, count)
+    confidences = (
+        first.target_probs[row].reshape(-1).tolist() if first.target_probs is not None else [None] * count
+    )
+    details = _per_row(first.details, row, count)
     several = len(by_method) > 1
     suffix = "." + options.format
     pictures: list[_Picture] = []
     for k, index in enumerate(indices):
-        label = _label(loaded, index) if index is not None else "target"
-        probability = float(probs[index]) if index is not None else None
+        if not valid[k]:  # padding: this photo has fewer labels or objects than the batch's most
+            continue
+        label = names[k] or (_label(loaded, index) if index is not None else "target")
+        probability = confidences[k]
         title = label if probability is None else f"{label}  (p = {probability:.3f})"
         if loaded.random_weights:
             title = f"{title}  [random weights]"
@@ -206,10 +229,12 @@ def _plan_one(
                 maps_paths[method] = str(output.with_suffix(".npy"))
         record = {
             "file": str(outcome.path),
+            "task": first.task,
             "label": label,
             "index": index,
             "probability": None if probability is None else round(probability, 6),
             "rank": k + 1,
+            **(details[k] or {}),
             "layer": first.layer,
             "layout": first.layout,
             "method": ",".join(by_method),
@@ -217,8 +242,9 @@ def _plan_one(
             "weights": loaded.weights,
             "empty": bool(first.empty[row].reshape(-1)[k]),
             "output": next(iter(outputs.values())),
-            "top5": top5,
         }
+        if top5 is not None:
+            record["top5"] = top5
         if several:
             panel_path = namer.name(place, f"{label}_methods", suffix)
             pictures.append(_Picture(out_dir / panel_path, title, k))
@@ -228,6 +254,21 @@ def _plan_one(
         if options.save_maps:
             record["map"] = maps_paths if several else next(iter(maps_paths.values()))
         outcome.records.append(record)
+    if not outcome.records:  # nothing passed the threshold, no object was detected: say so
+        outcome.records.append(
+            {
+                "file": str(outcome.path),
+                "task": first.task,
+                "label": None,
+                "output": None,
+                "note": _nothing_note(first.task),
+                "layer": first.layer,
+                "method": ",".join(by_method),
+                "model": loaded.name,
+                "weights": loaded.weights,
+                **({"top5": top5} if top5 is not None else {}),
+            }
+        )
     return pictures
 
 
@@ -264,6 +305,28 @@ def _draw_and_write(
             if options.save_maps:
                 _save_npy(raw.float().cpu().numpy(), picture.path.with_suffix(".npy"))
         render.save_image(drawn, picture.path)
+
+
+def _nothing_note(task: str) -> str:
+    what = {
+        "multilabel": "no label reached the threshold",
+        "detect": "no object was detected above the minimum score",
+        "segment": "no class in the predicted mask",
+    }
+    return what.get(task, "nothing to explain") + ": no picture written"
+
+
+def _targets_of(result, row: int) -> int:
+    """How many targets a result explains per image (K), from its maps' shape."""
+    return 1 if result.maps.dim() == 3 else result.maps.shape[1]
+
+
+def _per_row(values: list | None, row: int, count: int) -> list:
+    """A result's per-image list (one value, or K values) as K values for one image."""
+    if values is None:
+        return [None] * count
+    item = values[row]
+    return list(item) if isinstance(item, list) else [item]
 
 
 def _per_target(raw: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,7 @@ class CAMResult:
     target_probs: torch.Tensor | None = None  # (N,) confidence of each explained target, if it has one
     valid: torch.Tensor | None = None  # (N, K) bool: False for padding (an image with fewer targets)
     details: list | None = None  # per image and target: extra facts (a regression value, a similarity)
+    class_names: list[str] | None = None  # names of `probs`' columns when not the model's labels (binary)
 
 
 class CAM:
@@ -366,6 +367,7 @@ class CAM:
             target_probs=shaped(chosen.probabilities),
             valid=chosen.valid,
             details=per_image(chosen.details),
+            class_names=chosen.class_names,
         )
 
 

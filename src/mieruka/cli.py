@@ -105,17 +105,70 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="Score-CAM: use only the N most active channels (faster, approximate)",
     )
-    explain.add_argument(
-        "--target", metavar="CLASS", help="class index or name to explain (default: the predicted class)"
+    tasks = explain.add_argument_group(
+        "what to explain",
+        "The task is told from the model: torchvision detectors and segmenters by name, else from its\n"
+        "output on a blank image: detections -> detect, (N, classes, H, W) or {'out': ...} -> segment,\n"
+        "one value per image -> binary, (N, classes) -> classify. Multi-label, regression and embedding\n"
+        "heads look like classifiers: name them with --task (--reference implies embed).",
     )
-    explain.add_argument(
-        "--top-k", type=int, default=1, metavar="K", help="explain the K most probable classes (default: 1)"
+    tasks.add_argument(
+        "--task",
+        default="auto",
+        choices=["auto", "classify", "binary", "multilabel", "regression", "embed", "segment", "detect"],
+        help="(default: %(default)s, as above)",
+    )
+    tasks.add_argument(
+        "--target",
+        metavar="CLASS",
+        help="class index or name to explain (default: the predicted class; binary: the predicted side; "
+        "multilabel: the labels above --threshold; regression: every output; segment: every class in "
+        "the predicted mask; detect: every object above --min-score). Several comma-separated for "
+        "multilabel, regression, segment and detect",
+    )
+    tasks.add_argument(
+        "--top-k",
+        type=int,
+        default=1,
+        metavar="K",
+        help="explain the K most probable classes (multilabel: the K most probable labels) (default: 1)",
+    )
+    tasks.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        metavar="P",
+        help="multilabel: explain each label whose sigmoid probability is at least P (default: %(default)s)",
+    )
+    tasks.add_argument(
+        "--direction",
+        choices=["up", "down"],
+        default="up",
+        help="regression: what pushes the output up, or down (default: %(default)s)",
+    )
+    tasks.add_argument(
+        "--reference",
+        metavar="IMAGE|VECTOR",
+        help="embed: explain the cosine similarity to this image's embedding, or to a vector (.npy, .pt)",
+    )
+    tasks.add_argument(
+        "--min-score",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="detect: explain every object detected with at least this score (default: %(default)s)",
+    )
+    tasks.add_argument(
+        "--max-objects",
+        type=int,
+        metavar="N",
+        help="detect: at most N objects per photo, the highest scores first (default: all)",
     )
     explain.add_argument(
         "--style",
         default="overlay",
-        choices=["overlay", "classic", "panel", "heatmap"],
-        help="picture style (default: %(default)s)",
+        choices=["overlay", "classic", "panel", "heatmap", "boxes"],
+        help="picture style; boxes: detect, every object's map and box in one picture (default: %(default)s)",
     )
     explain.add_argument(
         "--colormap", default="jet", metavar="NAME", help="any matplotlib colormap (default: %(default)s)"
@@ -204,7 +257,8 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         "--num-classes",
         type=int,
         metavar="N",
-        help="rebuild the classifier head for N classes (fine-tuned models)",
+        help="rebuild the classifier head for N classes (fine-tuned models); 0 removes a timm model's head, "
+        "so it returns embeddings",
     )
     group.add_argument("--labels", metavar="FILE", help="class names: one a line, or JSON")
     group.add_argument(
@@ -287,8 +341,10 @@ def _load(args, shapes_only: bool = False):
     """The model the flags name; `shapes_only` (listing layers) needs no trained weights."""
     from .models import DEFAULT_MODEL, load_model
 
-    if args.num_classes is not None and args.num_classes < 1:
-        raise ValueError(f"--num-classes must be at least 1, got {args.num_classes}")
+    if args.num_classes is not None and args.num_classes < 0:
+        raise ValueError(
+            f"--num-classes must be 0 or more (0: timm models without a head), got {args.num_classes}"
+        )
     device = _device(args.device)
     untrained = args.random_weights or (
         shapes_only and args.weights is None and args.model not in (None, DEFAULT_MODEL)
@@ -371,7 +427,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     )
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(_dummy_input(loaded, device)))
-    target = _parse_target(args.target, loaded.labels)
+    task = _task(args, loaded, device)
+    target = _task_target(args, task, loaded, device)
     if earlier is not None:  # every argument is checked: only now is the earlier run replaced
         earlier.remove()
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json, show_photos=len(paths) > 4)
@@ -385,7 +442,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         out_dir,
         methods=methods,
         targets=target,
-        top_k=args.top_k,
+        top_k=args.top_k if task == "classify" else None,
         options=RenderOptions(
             style=args.style,
             colormap=args.colormap,
@@ -443,10 +500,24 @@ def _check_explain_flags(args) -> None:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.target is not None and args.top_k > 1:
         raise ValueError("--target and --top-k exclude each other: explain one class, or the K best")
+    if not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold is a probability between 0 and 1, got {args.threshold}")
+    if not 0.0 <= args.min_score <= 1.0:
+        raise ValueError(f"--min-score is a score between 0 and 1, got {args.min_score}")
+    if args.max_objects is not None and args.max_objects < 1:
+        raise ValueError(f"--max-objects must be at least 1, got {args.max_objects}")
+    if args.task == "embed" and args.reference is None:
+        raise ValueError("--task embed explains the similarity to a reference: pass --reference IMAGE|VECTOR")
+    if args.reference is not None and args.task not in ("auto", "embed"):
+        raise ValueError(f"--reference is for --task embed, not --task {args.task}")
+    if args.style == "boxes" and args.task not in ("auto", "detect"):
+        raise ValueError(f"--style boxes draws detections; it does not apply to --task {args.task}")
     if args.score_channels is not None and args.score_channels < 1:
         raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
-    if args.num_classes is not None and args.num_classes < 1:
-        raise ValueError(f"--num-classes must be at least 1, got {args.num_classes}")
+    if args.num_classes is not None and args.num_classes < 0:
+        raise ValueError(
+            f"--num-classes must be 0 or more (0: timm models without a head), got {args.num_classes}"
+        )
     if args.prefix_tokens is not None and args.prefix_tokens < 0:
         raise ValueError(f"--prefix-tokens must be 0 or more, got {args.prefix_tokens}")
     if args.grid is not None:
@@ -460,7 +531,11 @@ def _check_explain_flags(args) -> None:
 
 def _check_files_exist(args) -> None:
     """Files the flags name, and a writable output folder: checked before anything heavy loads."""
-    for flag, value in (("--labels", args.labels), ("--font", getattr(args, "font", None))):
+    for flag, value in (
+        ("--labels", args.labels),
+        ("--font", getattr(args, "font", None)),
+        ("--reference", getattr(args, "reference", None)),
+    ):
         if value is not None and not Path(value).is_file():
             raise ValueError(f"{flag} {value}: no such file")
     if args.weights is not None and Path(args.weights).suffix and not Path(args.weights).exists():
@@ -483,6 +558,103 @@ def _has_attention(model) -> bool:
     return True
 
 
+def _task(args, loaded, device) -> str:
+    """The task named by --task, by the model's family, or read from its output on a blank image."""
+    import torch
+
+    from .layers import evaluating
+    from .targets.tasks import infer_task
+
+    if args.task != "auto":
+        return args.task
+    if loaded.task is not None:
+        return loaded.task
+    if args.reference is not None:
+        return "embed"
+    with torch.no_grad(), evaluating(loaded.model):
+        output = loaded.model(_dummy_input(loaded, device))
+    task = infer_task(output)
+    if task == "binary" and not args.quiet:
+        print(
+            "mieruka: note: the model gives one value per image: explained as a binary classifier's logit "
+            "(--task regression to explain a value)",
+            file=sys.stderr,
+        )
+    return task
+
+
+def _task_target(args, task: str, loaded, device):
+    """What explain_files gets as targets for this task and these flags."""
+    from .targets.tasks import default_target
+
+    if task == "classify":
+        return _parse_target(args.target, loaded.labels)
+    if task == "detect":
+        _lower_score_threshold(loaded.model, args.min_score)
+    reference = _reference(args.reference, loaded, device) if task == "embed" else None
+    return default_target(
+        task,
+        target=args.target,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        direction=args.direction,
+        reference=reference,
+        min_score=args.min_score,
+        max_objects=args.max_objects,
+    )
+
+
+def _lower_score_threshold(model, min_score: float) -> None:
+    """A torchvision detector drops boxes below its own threshold (0.05) before anyone sees them:
+    lower it to --min-score so that a lower --min-score is honoured."""
+    for owner in (getattr(model, "roi_heads", None), model):
+        if owner is not None and isinstance(getattr(owner, "score_thresh", None), float):
+            owner.score_thresh = min(owner.score_thresh, min_score)
+
+
+def _reference(path: str | None, loaded, device):
+    """The reference embedding of --reference: a photo run through the model, or a vector file."""
+    import numpy as np
+    import torch
+
+    from .images import load_image
+    from .layers import evaluating
+    from .targets import output_tensor
+
+    if path is None:
+        raise ValueError("--task embed explains the similarity to a reference: pass --reference IMAGE|VECTOR")
+    suffix = Path(path).suffix.lower()
+    if suffix in (".npy", ".pt", ".pth"):
+        try:
+            if suffix == ".npy":
+                vector = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+            else:
+                vector = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(
+                f"--reference {path}: cannot read a vector ({type(error).__name__}: {error})"
+            ) from None
+        if not isinstance(vector, torch.Tensor) or (
+            vector.dim() != 1 and not (vector.dim() == 2 and len(vector) == 1)
+        ):
+            shape = tuple(vector.shape) if isinstance(vector, torch.Tensor) else type(vector).__name__
+            raise ValueError(f"--reference {path}: expected one embedding vector (D,), got {shape}")
+        return vector.reshape(-1)
+    try:
+        image = load_image(path)
+    except ValueError as error:
+        raise ValueError(f"--reference {error}") from None
+    inputs = loaded.preprocess(image)[None].to(device)
+    with torch.no_grad(), evaluating(loaded.model):
+        output = loaded.model(inputs)
+    embedding = output_tensor(output)
+    if embedding is None:
+        embedding = getattr(output, "pooler_output", None)
+    if embedding is None:
+        raise ValueError(f"--reference {path}: the model's output holds no embedding tensor")
+    return embedding.flatten(1)[0].float().cpu()
+
+
 def _parse_target(text: str | None, labels):
     if text is None:
         return None
@@ -497,10 +669,13 @@ def _parse_target(text: str | None, labels):
 def _print_summary(records: list[dict], out_dir: Path) -> None:
     """The photo's top classes, then each picture as a path from here (records hold it from `out_dir`)."""
     first = records[0]
-    others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in first["top5"][:5])
+    others = ", ".join(f"{t['label']} {t['probability']:.1%}" for t in first.get("top5", [])[:5])
     untrained = "  [random weights]" if first.get("weights") == "random" else ""
-    print(f"{first['file']}: {others}{untrained}")
+    print(f"{first['file']}: {others or first['task']}{untrained}")
     for record in records:
+        if record.get("output") is None:
+            print(f"  {record.get('note', 'nothing explained')}")
+            continue
         empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
         note = " (empty map: no positive evidence)" if empty else ""
         print(f"  {record['label']} -> {out_dir / record['output']}{note}")

@@ -42,6 +42,8 @@ class LoadedModel:
     labels: list[str] | None
     name: str
     weights: str = "given"  # what the weights are: a file name, a torchvision weights name, or "random"
+    task: str | None = None  # "detect" / "segment" for torchvision's detectors and segmenters; else read
+    # from the model's output (see mieruka.tasks)
 
     @property
     def random_weights(self) -> bool:
@@ -99,9 +101,9 @@ def load_model(
 
 
 def _check_labels(loaded: LoadedModel) -> list[str] | None:
-    classes = _num_outputs(loaded.model)
-    if loaded.labels is None:
-        return [f"class {i}" for i in range(classes)] if classes else None
+    classes = _num_outputs(loaded.model) if loaded.task is None else _dense_classes(loaded.model)
+    if loaded.labels is None:  # numbers as names; a one-output head has no classes to number
+        return [f"class {i}" for i in range(classes)] if classes and classes > 1 else None
     if classes is not None and len(loaded.labels) != classes:
         raise ModelError(
             f"the labels name {len(loaded.labels)} classes but the model has {classes} outputs; give a labels "
@@ -185,17 +187,21 @@ def _torchvision_model(name: str, weights, state, num_classes: int | None, untra
     import torchvision.models as tvm
 
     available = tvm.list_models(module=tvm)
-    if name not in available:
+    dense = {n: "detect" for n in tvm.list_models(module=tvm.detection)}
+    dense.update({n: "segment" for n in tvm.list_models(module=tvm.segmentation)})
+    if name not in available and name not in dense:
         import difflib
 
-        close = difflib.get_close_matches(name, available, n=3)
+        close = difflib.get_close_matches(name, available + list(dense), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ModelError(
-            f"--model {name!r} is not a torchvision classification model{hint}; "
+            f"--model {name!r} is not a torchvision classification, detection or segmentation model{hint}; "
             "use timm:NAME for timm architectures"
         )
     if not untrained_ok:
         raise _no_weights(name)
+    if name in dense:
+        return _dense_model(name, dense[name], weights, state, num_classes)
     preprocess, labels, named = Preprocess(), None, None
     if weights is not None and state is None:
         named = _named_weights(name, str(weights))
@@ -225,6 +231,57 @@ def _torchvision_model(name: str, weights, state, num_classes: int | None, untra
     elif state is not None:
         _load_state(model, name, state, source=str(weights))
     return LoadedModel(model, preprocess, labels, name)
+
+
+def _dense_model(name: str, task: str, weights, state, num_classes: int | None) -> LoadedModel:
+    """A torchvision detector or segmenter, without its backbone's ImageNet weights (never downloaded).
+
+    Detectors take pixels in [0, 1] at any size (their own transform normalizes and resizes), so the
+    photo is neither resized nor cropped; segmenters get their weights' recipe: the shorter side to
+    520 pixels and ImageNet normalization, no crop. Class names come from the weights' metadata when
+    the head has that many classes.
+    """
+    import torchvision.models as tvm
+
+    enum = tvm.get_model_weights(name)
+    named = _named_weights(name, str(weights)) if weights is not None and state is None else None
+    meta = (named or next(iter(enum))).meta
+    kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    elif named is None:
+        kwargs["num_classes"] = len(meta["categories"])
+    source = _cached_weights(named) if named is not None else state
+    if task == "segment" and source is not None and any(k.startswith("aux_classifier.") for k in source):
+        kwargs["aux_loss"] = True  # the file has the auxiliary head: build it so every tensor fits
+    try:
+        model = tvm.get_model(name, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"cannot build {name}: {error}") from None
+    if source is not None:
+        _load_state(model, name, source, source=str(weights))
+    if task == "detect":
+        preprocess = Preprocess(None, None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    else:
+        preprocess = Preprocess(520, None)
+    categories = list(meta["categories"])
+    labels = categories if num_classes in (None, len(categories)) else None
+    return LoadedModel(model, preprocess, labels, name, task=task)
+
+
+def _dense_classes(model: nn.Module) -> int | None:
+    """How many classes a torchvision detector or segmenter tells apart, when it says so."""
+    for path in ("roi_heads.box_predictor.cls_score", "classifier.4", "classifier.high_classifier"):
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:
+            continue
+        if isinstance(module, nn.Linear):
+            return module.out_features
+        if isinstance(module, nn.Conv2d):
+            return module.out_channels
+    head = getattr(getattr(model, "head", None), "classification_head", None)
+    return getattr(head, "num_classes", None)
 
 
 def _no_weights(name: str) -> ModelError:

@@ -43,6 +43,7 @@ class Targets:
     names: list[list[str]] | None = None
     details: list[list[dict]] | None = None
     class_probs: torch.Tensor | None = field(default=None, repr=False)  # (N, classes): softmax or sigmoid
+    class_names: list[str] | None = None  # names of `class_probs`' columns, when not the model's labels
     single: bool = True  # one target per image by nature: results drop the K axis (unless top_k asked)
 
     @property

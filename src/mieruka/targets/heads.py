@@ -62,6 +62,7 @@ class BinaryTarget(Target):
             probabilities=torch.where(positive, p, 1 - p)[:, None],
             names=[[names[int(v)]] for v in positive.tolist()],
             class_probs=torch.stack([1 - p, p], 1),
+            class_names=names,
         )
 
     def _positive(self, names: list[str]) -> bool:
