@@ -104,6 +104,8 @@ def _check_labels(loaded: LoadedModel) -> list[str] | None:
     classes = _num_outputs(loaded.model) if loaded.task is None else _dense_classes(loaded.model)
     if loaded.labels is None:  # numbers as names; a one-output head has no classes to number
         return [f"class {i}" for i in range(classes)] if classes and classes > 1 else None
+    if classes == 1 and len(loaded.labels) == 2:  # a binary head: negative and positive class names
+        return loaded.labels
     if classes is not None and len(loaded.labels) != classes:
         raise ModelError(
             f"the labels name {len(loaded.labels)} classes but the model has {classes} outputs; give a labels "

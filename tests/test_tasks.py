@@ -1,0 +1,214 @@
+"""Tasks beyond one softmax class: told from the model's output, and run end to end from the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from conftest import SAMPLES
+from mieruka.images import Preprocess, load_image
+from mieruka.targets import TargetError
+from mieruka.targets.tasks import infer_task
+
+
+def mieruka(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mieruka", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("output", "task"),
+    [
+        (torch.zeros(2, 5), "classify"),
+        (torch.zeros(2, 1), "binary"),
+        (torch.zeros(2), "binary"),
+        ((torch.zeros(2, 5), torch.zeros(2, 3)), "classify"),
+        ({"logits": torch.zeros(2, 5)}, "classify"),
+        ({"out": torch.zeros(2, 21, 8, 8), "aux": torch.zeros(2, 21, 8, 8)}, "segment"),
+        (torch.zeros(2, 3, 8, 8), "segment"),
+        ([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0), "scores": torch.zeros(0)}], "detect"),
+    ],
+)
+def test_the_task_is_told_from_the_output(output, task):
+    assert infer_task(output) == task
+
+
+@pytest.mark.parametrize("output", [torch.zeros(2, 3, 4), {"features": torch.zeros(2, 5)}, "text"])
+def test_an_output_that_matches_no_task_names_the_flag(output):
+    with pytest.raises(TargetError, match=r"matches no task.*--task"):
+        infer_task(output)
+
+
+def _model_input() -> torch.Tensor:
+    """The cat photo as the CLI feeds a torchvision model with no named weights (ImageNet recipe)."""
+    return Preprocess()(load_image(SAMPLES / "cat.jpg"))[None]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Small torchvision models saved as state_dicts, with their outputs on the cat photo."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    x = _model_input()
+    made = {}
+    for name, classes in (("binary", 1), ("six", 6)):
+        model = torchvision.models.resnet18(num_classes=classes).eval()
+        torch.save(model.state_dict(), folder / f"{name}.pth")
+        with torch.no_grad():
+            made[name] = (folder / f"{name}.pth", model(x)[0])
+    return made
+
+
+def test_a_one_output_model_is_explained_as_a_binary_classifier(saved, tmp_path):
+    weights, logit = saved["binary"]
+    labels = tmp_path / "labels.txt"
+    labels.write_text("dog\ncat\n")
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "1",
+        "--weights", weights, "--labels", labels, "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "binary classifier's logit" in run.stderr  # the reading is said, not guessed quietly
+    (record,) = records(tmp_path / "out")
+    p = 1 / (1 + math.exp(-float(logit)))
+    positive = float(logit) > 0
+    assert record["task"] == "binary" and record["label"] == ("cat" if positive else "dog")
+    assert record["probability"] == pytest.approx(p if positive else 1 - p, abs=1e-5)  # sigmoid, not softmax
+    assert {t["label"]: t["probability"] for t in record["top5"]} == pytest.approx(
+        {"cat": p, "dog": 1 - p}, abs=1e-5
+    )
+
+    other = "dog" if positive else "cat"
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "1", "--weights", weights,
+        "--labels", labels, "--target", other, "--out", tmp_path / "other", "--json",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (record,) = records(tmp_path / "other")
+    assert record["label"] == other and record["output"] == f"cat_{other}.png"
+    assert record["probability"] == pytest.approx(1 - p if positive else p, abs=1e-5)
+
+
+def test_multilabel_explains_every_label_above_the_threshold(saved, tmp_path):
+    weights, logits = saved["six"]
+    probs = logits.sigmoid()
+    threshold = float(probs.sort().values[2])  # between the third and fourth smallest: four labels pass
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "6", "--weights", weights,
+        "--task", "multilabel", "--threshold", threshold, "--out", tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    found = records(tmp_path)
+    expected = [i for i in probs.argsort(descending=True).tolist() if probs[i] >= threshold]
+    assert [r["index"] for r in found] == expected and len(expected) == 4
+    assert [r["probability"] for r in found] == pytest.approx([float(probs[i]) for i in expected], abs=1e-5)
+    assert all((tmp_path / r["output"]).is_file() and r["task"] == "multilabel" for r in found)
+
+
+def test_a_threshold_nothing_reaches_writes_a_note_and_no_picture(saved, tmp_path):
+    weights, _ = saved["six"]
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "6", "--weights", weights,
+        "--task", "multilabel", "--threshold", "1", "--out", tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (record,) = records(tmp_path)
+    assert record["output"] is None and "threshold" in record["note"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
+
+
+def test_regression_explains_chosen_outputs_up_or_down(saved, tmp_path):
+    weights, values = saved["six"]
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "6", "--weights", weights,
+        "--task", "regression", "--target", "4,1", "--direction", "down", "--out", tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    found = records(tmp_path)
+    assert [(r["index"], r["label"]) for r in found] == [(4, "class 4 (down)"), (1, "class 1 (down)")]
+    assert [r["value"] for r in found] == pytest.approx([float(values[4]), float(values[1])], abs=1e-5)
+    assert all(r["probability"] is None and "top5" not in r for r in found)
+
+
+def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=0).eval()  # no head: it returns embeddings
+    torch.save(model.state_dict(), tmp_path / "emb.pth")
+    config = timm.data.resolve_model_data_config(model)
+    preprocess = Preprocess(
+        int(224 / config["crop_pct"]), 224, config["mean"], config["std"], config["interpolation"]
+    )
+    with torch.no_grad():
+        cat, coffee = (model(preprocess(load_image(SAMPLES / f))[None])[0] for f in ("cat.jpg", "coffee.jpg"))
+    common = ("--model", "timm:resnet18", "--num-classes", "0", "--weights", tmp_path / "emb.pth")
+    run = mieruka(
+        "explain",
+        SAMPLES / "cat.jpg",
+        *common,
+        "--reference",
+        SAMPLES / "coffee.jpg",
+        "--out",
+        tmp_path / "a",
+    )
+    assert run.returncode == 0, run.stderr
+    (record,) = records(tmp_path / "a")
+    assert record["task"] == "embed" and record["label"] == "similarity"
+    assert record["similarity"] == pytest.approx(float(torch.cosine_similarity(cat, coffee, dim=0)), abs=1e-4)
+
+    import numpy as np
+
+    np.save(tmp_path / "vector.npy", coffee.numpy())  # a vector (a text embedding, say) works the same
+    run = mieruka(
+        "explain",
+        SAMPLES / "cat.jpg",
+        *common,
+        "--reference",
+        tmp_path / "vector.npy",
+        "--out",
+        tmp_path / "b",
+    )
+    assert run.returncode == 0, run.stderr
+    assert records(tmp_path / "b")[0]["similarity"] == pytest.approx(record["similarity"], abs=1e-4)
+
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    run = mieruka(
+        "explain",
+        SAMPLES / "cat.jpg",
+        *common,
+        "--reference",
+        tmp_path / "broken.jpg",
+        "--out",
+        tmp_path / "c",
+    )
+    assert run.returncode == 2 and run.stderr.count("\n") == 1
+    assert "--reference" in run.stderr and "broken.jpg" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--task", "embed"], "--reference"),
+        (["--threshold", "2"], "--threshold"),
+        (["--min-score", "-1"], "--min-score"),
+        (["--max-objects", "0"], "--max-objects"),
+        (["--task", "classify", "--reference", "cat.jpg"], "--reference"),
+        (["--task", "segment", "--style", "boxes"], "--style boxes"),
+    ],
+)
+def test_task_flags_that_do_not_fit_are_refused_in_one_line(flags, message, tmp_path):
+    run = mieruka("explain", SAMPLES / "cat.jpg", *flags, "--out", tmp_path)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and message in run.stderr
