@@ -115,6 +115,29 @@ def train_shapes_net(seed: int = 0, count: int = 1200, epochs: int = 5) -> Shape
     return fit(model, images, labels, optimizer, epochs)
 
 
+def train_shape_pairs_net(seed: int = 0, count: int = 800, epochs: int = 4) -> ShapesNet:
+    """Train ShapesNet as a multi-label classifier (a sigmoid per class, binary cross-entropy) on images
+    holding two shapes each; about 25 seconds of one core.
+
+    Batches of 16, not the usual 64: four times the updates for the same compute. With batches of 64
+    as many epochs leave recall at p >= 0.5 near 0.7 on held-out pairs; with 16 it is about 0.98.
+    """
+    torch.manual_seed(seed)
+    images, labels, _ = make_shape_pairs(count, seed=seed + 300)
+    model = ShapesNet()
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with threads(1):
+        return fit(
+            model,
+            images,
+            labels,
+            optimizer,
+            epochs,
+            batch=16,
+            loss=nn.functional.binary_cross_entropy_with_logits,
+        )
+
+
 def build_shapes_vit() -> nn.Module:
     """A small timm ViT for the 64-pixel shapes: 8 x 8 patches of 8 pixels, a class token read by the head."""
     from timm.models.vision_transformer import VisionTransformer
@@ -151,21 +174,33 @@ def train_shapes_vit(seed: int = 0, count: int = 4000, epochs: int = 10) -> nn.M
         return fit(model, images, labels, optimizer, epochs, schedule=schedule, mirror=True)
 
 
-def fit(model, images, labels, optimizer, epochs: int, schedule=None, mirror: bool = False) -> nn.Module:
-    """Minibatch training with cross-entropy, a new order each epoch; returns the model in eval mode.
+def fit(
+    model,
+    images,
+    labels,
+    optimizer,
+    epochs: int,
+    schedule=None,
+    mirror: bool = False,
+    batch: int = BATCH,
+    loss=None,
+) -> nn.Module:
+    """Minibatch training with cross-entropy (or `loss(logits, labels)`), a new order each epoch;
+    returns the model in eval mode.
 
     `mirror` flips a random half of each epoch's images left to right.
     """
+    loss = loss or nn.functional.cross_entropy
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(images))
         flips = torch.rand(len(images)) < 0.5 if mirror else torch.zeros(len(images), dtype=torch.bool)
-        for start in range(0, len(images), BATCH):
-            batch = order[start : start + BATCH]
-            inputs = torch.where(flips[batch, None, None, None], images[batch].flip(-1), images[batch])
-            loss = nn.functional.cross_entropy(model(inputs), labels[batch])
+        for start in range(0, len(images), batch):
+            rows = order[start : start + batch]
+            inputs = torch.where(flips[rows, None, None, None], images[rows].flip(-1), images[rows])
+            value = loss(model(inputs), labels[rows])
             optimizer.zero_grad()
-            loss.backward()
+            value.backward()
             optimizer.step()
             if schedule is not None:
                 schedule.step()

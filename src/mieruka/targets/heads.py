@@ -89,8 +89,9 @@ class MultiLabelTarget(Target):
     """A multi-label head (one sigmoid per class): one map per label the model finds in the image.
 
     A label is found when its sigmoid probability is at least `threshold`, or, with `top_k`, when it
-    is among the k most probable; `classes` explains given classes instead. All maps come from one
-    forward pass. Images with fewer labels than the batch's most are padded (`valid`).
+    is among the k most probable; `classes` explains given classes instead, in every image and in the
+    order given. All maps come from one forward pass. Images with fewer labels than the batch's most
+    are padded (`valid`).
     """
 
     task = "multilabel"
@@ -100,7 +101,7 @@ class MultiLabelTarget(Target):
         threshold: float = 0.5,
         *,
         top_k: int | None = None,
-        classes: Sequence[int | str] | None = None,
+        classes: int | str | Sequence[int | str] | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise TargetError(f"the multi-label threshold is a probability in [0, 1], got {threshold}")
@@ -113,24 +114,27 @@ class MultiLabelTarget(Target):
         batch, count = logits.shape
         probs = logits.sigmoid()
         if self.classes is not None:
-            chosen = [class_index(str(c), labels) if isinstance(c, str) else int(c) for c in self.classes]
+            items = [self.classes] if isinstance(self.classes, int | str) else list(self.classes)
+            chosen = [class_index(c, labels) if isinstance(c, str) else int(c) for c in items]
             if any(not 0 <= c < count for c in chosen):
                 raise TargetError(
                     f"class index out of range: the model has {count} classes (0 to {count - 1})"
                 )
-            found = torch.zeros(batch, count, dtype=torch.bool, device=logits.device)
-            found[:, chosen] = True
-        elif self.top_k is not None:
-            if self.top_k > count:
-                raise TargetError(f"top_k must be between 1 and {count}, got {self.top_k}")
-            found = torch.zeros(batch, count, dtype=torch.bool, device=logits.device)
-            found.scatter_(1, probs.topk(self.top_k, 1).indices, True)
+            # given classes: the same maps in every image, in the order given
+            order = torch.tensor(chosen, device=logits.device).expand(batch, -1)
+            valid = torch.ones_like(order, dtype=torch.bool)
         else:
-            found = probs >= self.threshold
-        k = max(1, int(found.sum(1).max()))
-        # found labels first, most probable first; padding after
-        order = torch.where(found, probs, probs - 2).argsort(1, descending=True)[:, :k]
-        valid = found.gather(1, order)
+            if self.top_k is not None:
+                if self.top_k > count:
+                    raise TargetError(f"top_k must be between 1 and {count}, got {self.top_k}")
+                found = torch.zeros(batch, count, dtype=torch.bool, device=logits.device)
+                found.scatter_(1, probs.topk(self.top_k, 1).indices, True)
+            else:
+                found = probs >= self.threshold
+            k = max(1, int(found.sum(1).max()))
+            # found labels first, most probable first; padding after
+            order = torch.where(found, probs, probs - 2).argsort(1, descending=True)[:, :k]
+            valid = found.gather(1, order)
         names = [[_name(labels, i) for i in row] for row in order.tolist()]
         return Targets(
             order,
