@@ -82,6 +82,10 @@ def _binary_names(labels: Sequence[str] | None) -> list[str]:
         return list(labels)
     if labels is not None and len(labels) == 1:
         return [f"not {labels[0]}", labels[0]]
+    if labels:
+        raise TargetError(
+            f"a binary head has two classes (negative, positive), but the labels name {len(labels)}"
+        )
     return ["negative", "positive"]
 
 
