@@ -13,9 +13,11 @@ from .faithfulness import (
     substrate_of,
 )
 from .localization import energy_inside, pointing_game
+from .sanity import Randomization, parameter_randomization, randomizable_blocks, spearman, ssim
 
 __all__ = [
     "Curve",
+    "Randomization",
     "Road",
     "average_drop",
     "deletion",
@@ -24,7 +26,11 @@ __all__ = [
     "increase_in_confidence",
     "insertion",
     "masked_confidence",
+    "parameter_randomization",
     "pointing_game",
+    "randomizable_blocks",
     "road",
+    "spearman",
+    "ssim",
     "substrate_of",
 ]
