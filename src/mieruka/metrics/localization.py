@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
+
+from ..images import CropBox
+from ..maps import to_photo
 
 
 def pointing_game(maps: torch.Tensor, masks: torch.Tensor, tolerance: int = 15) -> torch.Tensor:
@@ -34,3 +39,37 @@ def energy_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     inside = (maps * masks).flatten(1).sum(1)
     total = maps.flatten(1).sum(1)
     return torch.where(total > 0, inside / total.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
+
+
+def box_mask(
+    boxes: Sequence[Sequence[float]], size: tuple[int, int], device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """The pixels (H, W) of a (width, height) photo whose centres lie in any of the boxes (x0, y0, x1, y1)."""
+    width, height = size
+    mask = torch.zeros(height, width, dtype=torch.bool, device=device)
+    if len(boxes) == 0:
+        return mask
+    corners = torch.tensor([list(b) for b in boxes], dtype=torch.float64, device=device)
+    xs = torch.arange(width, device=device, dtype=torch.float64) + 0.5
+    ys = torch.arange(height, device=device, dtype=torch.float64) + 0.5
+    across = (xs[None] >= corners[:, :1]) & (xs[None] <= corners[:, 2:3])  # (B, W)
+    down = (ys[None] >= corners[:, 1:2]) & (ys[None] <= corners[:, 3:4])  # (B, H)
+    return (down[:, :, None] & across[:, None, :]).any(0)
+
+
+def localize_in_photo(
+    maps: torch.Tensor,
+    box: CropBox,
+    size: tuple[int, int],
+    boxes: Sequence[Sequence[float]],
+    tolerance: int = 15,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pointing game and energy inside for maps (K, h, w) of one photo, in the photo's own pixels.
+
+    The maps cover the crop `box` of the (width, height) photo and are put back onto it by
+    :func:`mieruka.maps.to_photo` (zero where the model did not look); the ground truth is the union of
+    `boxes` (x0, y0, x1, y1) in photo pixels. Returns (hit (K,) bool, energy (K,)).
+    """
+    photo_maps, _ = to_photo(maps, box, size)
+    mask = box_mask(boxes, size, photo_maps.device).expand_as(photo_maps)
+    return pointing_game(photo_maps, mask, tolerance), energy_inside(photo_maps, mask)

@@ -1,0 +1,51 @@
+"""Per-image values to a table row: the mean, a bootstrap confidence interval, and which way is better."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+# which direction is better for each metric's per-image value
+DIRECTIONS = {
+    "deletion": "lower",  # area under the deletion curve
+    "insertion": "higher",  # area under the insertion curve
+    "road": "higher",  # (LeRF - MoRF) / 2, averaged over the shares removed
+    "drop": "lower",  # Average Drop (relative)
+    "increase": "higher",  # Increase in Confidence
+    "pointing": "higher",  # pointing game hit rate
+    "energy": "higher",  # share of the map's energy inside the boxes
+    "sanity": "lower",  # Spearman of the maps with the head randomized
+}
+
+
+class Estimate(NamedTuple):
+    mean: float
+    low: float
+    high: float
+
+
+def bootstrap_ci(values: torch.Tensor, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Estimate:
+    """The mean of per-image `values` (N,) and its percentile bootstrap interval (Efron 1979): the
+    means of `resamples` resamples of N images drawn with replacement, all drawn in one tensor op.
+    NaN values (an image a metric could not score) are left out; no values give NaN."""
+    values = values.double().flatten()
+    values = values[~values.isnan()]
+    if len(values) == 0:
+        nan = float("nan")
+        return Estimate(nan, nan, nan)
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, len(values), (resamples, len(values)), generator=generator).to(values.device)
+    means = values[draws].mean(1)
+    tail = (1 - level) / 2
+    low, high = torch.quantile(means, torch.tensor([tail, 1 - tail], dtype=means.dtype, device=means.device))
+    return Estimate(values.mean().item(), low.item(), high.item())
+
+
+def best(means: dict[str, float], metric: str) -> str | None:
+    """The row with the best mean for `metric` (NaN rows ignored), by the metric's direction."""
+    scored = {row: value for row, value in means.items() if value == value}
+    if not scored:
+        return None
+    pick = max if DIRECTIONS[metric] == "higher" else min
+    return pick(scored, key=scored.__getitem__)

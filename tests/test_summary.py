@@ -1,0 +1,34 @@
+"""Table rows: bootstrap intervals and the best row by each metric's direction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mieruka.metrics.summary import DIRECTIONS, best, bootstrap_ci
+
+
+def test_bootstrap_interval_brackets_the_mean_and_matches_numpy():
+    values = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.5, 0.45, 0.2, 0.9])
+    estimate = bootstrap_ci(values, resamples=4000, seed=1)
+    assert estimate.mean == pytest.approx(values.double().mean().item())
+    assert estimate.low < estimate.mean < estimate.high
+    rng = np.random.default_rng(0)
+    means = values.numpy()[rng.integers(0, 8, (20000, 8))].mean(1)
+    assert estimate.low == pytest.approx(np.quantile(means, 0.025), abs=0.02)
+    assert estimate.high == pytest.approx(np.quantile(means, 0.975), abs=0.02)
+
+
+def test_nan_values_are_left_out():
+    assert bootstrap_ci(torch.tensor([1.0, float("nan"), 1.0])) == (1.0, 1.0, 1.0)
+    assert all(math.isnan(v) for v in bootstrap_ci(torch.tensor([float("nan")])))
+
+
+def test_best_follows_the_direction():
+    assert DIRECTIONS["deletion"] == "lower" and DIRECTIONS["insertion"] == "higher"
+    means = {"gradcam": 0.2, "random": 0.4, "broken": float("nan")}
+    assert best(means, "deletion") == "gradcam"
+    assert best(means, "insertion") == "random"
