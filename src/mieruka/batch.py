@@ -125,7 +125,14 @@ def explain_files(
                     raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
                     box = loaded.preprocess.crop_box((photo.shape[-1], photo.shape[-2]))
                     job = writers.submit(
-                        _draw_and_write, photo.to(device, non_blocking=True), raws, box, pictures, options
+                        _draw_and_write,
+                        photo.to(device, non_blocking=True),
+                        raws,
+                        box,
+                        pictures,
+                        options,
+                        tuple(inputs.shape[-2:]),
+                        _objects(next(iter(by_method.values())), row),
                     )
                     pending.append((results[index], [job]))
             for item in batch:
@@ -168,8 +175,20 @@ class _Picture:
 
     path: Path
     title: str
-    k: int
+    k: int  # the target; -1: every object of the photo in one picture (--style boxes)
     method: str | None = None  # None: the comparison panel of every method
+    box: list[float] | None = None  # a detected object's box, in the model input's pixels
+    region: torch.Tensor | None = None  # a segmentation target's region (H, W) over the model input
+
+
+@dataclass
+class _Objects:
+    """Every object of one photo, for --style boxes: boxes (K, 4) in input pixels, names, scores."""
+
+    boxes: torch.Tensor
+    names: list[str]
+    scores: list[float | None]
+    valid: torch.Tensor
 
 
 def _plan_one(
@@ -210,6 +229,17 @@ def _plan_one(
     several = len(by_method) > 1
     suffix = "." + options.format
     pictures: list[_Picture] = []
+    regions = None
+    if first.regions is not None:
+        regions = first.regions[row].reshape(-1, *first.regions.shape[-2:])
+    together = options.style == "boxes" and first.task == "detect" and any(valid)
+    if together:  # every object in one picture per method; each object's record points at it
+        shared = {}
+        for method in by_method:
+            output = namer.name(place, f"objects_{method}" if several else "objects", suffix)
+            title = f"{method}" + ("  [random weights]" if loaded.random_weights else "")
+            pictures.append(_Picture(out_dir / output, title, -1, method))
+            shared[method] = str(output)
     for k, index in enumerate(indices):
         if not valid[k]:  # padding: this photo has fewer labels or objects than the batch's most
             continue
@@ -219,12 +249,24 @@ def _plan_one(
         if loaded.random_weights:
             title = f"{title}  [random weights]"
         outputs, maps_paths = {}, {}
+        object_box = (details[k] or {}).get("box")
+        region = regions[k] if regions is not None else None
         for method in by_method:
             output = namer.name(place, f"{label}_{method}" if several else label, suffix)
-            pictures.append(
-                _Picture(out_dir / output, f"{title} - {method}" if several else title, k, method)
-            )
-            outputs[method] = str(output)
+            if together:
+                outputs[method] = shared[method]
+            else:
+                pictures.append(
+                    _Picture(
+                        out_dir / output,
+                        f"{title} - {method}" if several else title,
+                        k,
+                        method,
+                        box=object_box,
+                        region=region,
+                    )
+                )
+                outputs[method] = str(output)
             if options.save_maps:
                 maps_paths[method] = str(output.with_suffix(".npy"))
         record = {
@@ -245,7 +287,7 @@ def _plan_one(
         }
         if top5 is not None:
             record["top5"] = top5
-        if several:
+        if several and not together:
             panel_path = namer.name(place, f"{label}_methods", suffix)
             pictures.append(_Picture(out_dir / panel_path, title, k))
             record["output"] = str(panel_path)
@@ -272,14 +314,49 @@ def _plan_one(
     return pictures
 
 
+def _objects(result, row: int) -> _Objects | None:
+    """A detection result's objects in one photo, or None for other tasks."""
+    if result.task != "detect" or result.details is None:
+        return None
+    details = result.details[row]
+    boxes = torch.tensor([d.get("box", [0.0] * 4) if d else [0.0] * 4 for d in details], dtype=torch.float64)
+    probs = result.target_probs[row].tolist() if result.target_probs is not None else [None] * len(details)
+    valid = result.valid[row] if result.valid is not None else torch.ones(len(details), dtype=torch.bool)
+    return _Objects(boxes.reshape(-1, 4), list(result.labels[row]), probs, valid.cpu())
+
+
 def _draw_and_write(
-    photo: torch.Tensor, raws: dict[str, torch.Tensor], box, pictures: list[_Picture], options: RenderOptions
+    photo: torch.Tensor,
+    raws: dict[str, torch.Tensor],
+    box,
+    pictures: list[_Picture],
+    options: RenderOptions,
+    input_size: tuple[int, int] | None = None,
+    objects: _Objects | None = None,
 ) -> None:
-    """Draw and write every picture of one photo (in a writer thread, while the model runs on)."""
+    """Draw and write every picture of one photo (in a writer thread, while the model runs on).
+
+    A detected object's picture has its box drawn, a segmentation target's the outline of its region;
+    with --style boxes every object of the photo shares one picture.
+    """
     if photo.device.type == "cpu":
         photo = render.to_image(photo)  # Pillow draws on the CPU; see render.show_on_photo
     for picture in pictures:
-        if picture.method is None:
+        if picture.k == -1 and objects is not None and input_size is not None:
+            drawn = render.show_objects(
+                photo,
+                raws[picture.method or next(iter(raws))],
+                box,
+                input_size,
+                objects.boxes,
+                objects.names,
+                objects.scores,
+                valid=objects.valid,
+                colormap=options.colormap,
+                alpha=options.alpha,
+                font=options.font,
+            )
+        elif picture.method is None:
             drawn = render.methods_panel(
                 photo,
                 {method: maps[picture.k] for method, maps in raws.items()},
@@ -302,6 +379,11 @@ def _draw_and_write(
                 label=options.label,
                 font=options.font,
             )
+            if picture.region is not None and options.style != "panel":
+                drawn = render.outline_region(drawn, picture.region, box)
+            if picture.box is not None and input_size is not None and options.style != "panel":
+                on_photo = render.photo_boxes(torch.tensor([picture.box]), box, input_size)
+                drawn = render.draw_boxes(drawn, on_photo, [""], font=options.font)
             if options.save_maps:
                 _save_npy(raw.float().cpu().numpy(), picture.path.with_suffix(".npy"))
         render.save_image(drawn, picture.path)
