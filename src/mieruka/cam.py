@@ -273,7 +273,10 @@ class CAM:
                 top_channels=self.score_channels,
                 progress=lambda done, total: self._report(method.name, done, total),
             )
-        original = _scorer(captured.targets)(captured.logits, torch.arange(len(inputs), device=inputs.device))
+        if captured.output_has_logits:
+            original = score(captured.logits, torch.arange(len(inputs), device=inputs.device))
+        else:  # no class scores in the output (a detector, a segmenter): `logits` are the target scores
+            original = captured.logits.float()
         tail = self._tail(name, module, inputs)
         layout, native = captured.layouts[position], captured.activations[position]
         if layout.kind != CHANNELS_FIRST:  # ablate in channels-first, run the rest in the layer's layout

@@ -179,7 +179,7 @@ def _dense_layer(
         for info in infos
         if info.calls == 1
         and info.shape is not None
-        and layout(info.shape, image, info.kind) == CHANNELS_FIRST
+        and layout(info.shape, image, info.kind, batch=1) == CHANNELS_FIRST  # not per-box (R, C, 7, 7)
     ]
     while candidates and classes is not None and candidates[-1].shape[1] == classes:
         candidates.pop()  # the class-score layers at the end
