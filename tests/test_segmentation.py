@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -157,11 +158,13 @@ def test_default_regions_agree_with_pytorch_grad_cam(shapes_segmenter):
         assert error < 1e-3, (k, error)
 
 
-def test_per_class_maps_point_at_their_own_object(shapes_segmenter):
+@pytest.mark.parametrize(("method", "count"), [("gradcam", 80), ("scorecam", 24), ("ablationcam", 24)])
+def test_per_class_maps_point_at_their_own_object(shapes_segmenter, method, count):
     """Ground truth: two shapes of different classes per image; each class's map (region: the pixels
-    predicted as that class, the default) peaks on its own shape and not on the other one."""
-    images, labels, masks = make_shape_pairs(80, seed=2)
-    result = GradCAM(shapes_segmenter, "backbone")(images, SegmentationTarget())
+    predicted as that class, the default) peaks on its own shape and not on the other one. Score-CAM
+    and Ablation-CAM run the model again: the regions stay those of the first pass."""
+    images, labels, masks = make_shape_pairs(count, seed=2)
+    result = CAM(shapes_segmenter, "backbone", method=method)(images, SegmentationTarget())
     own, other = [], []
     for n in range(len(images)):
         present = labels[n].nonzero().flatten().tolist()
@@ -290,3 +293,20 @@ def test_auto_layer_of_torchvision_segmenters_is_the_backbones_last_stage():
     # no backbone: the last feature map before the trailing class-score layers (one channel per class)
     plain = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4))
     assert auto_layer(plain.eval(), x) == "1"
+
+
+def test_the_explained_region_is_outlined_on_the_photo():
+    from PIL import Image
+
+    from mieruka import CropBox
+    from mieruka.render import outline_region
+
+    photo = Image.new("RGB", (200, 100), (0, 0, 0))
+    region = torch.zeros(10, 10, dtype=torch.bool)
+    region[2:6, 2:6] = True  # of a 10 x 10 input covering the photo's middle square: x 70..110, y 20..60
+    picture = outline_region(photo, region, CropBox(50, 0, 150, 100), color=(0, 255, 0), width=2)
+    pixels = torch.from_numpy(np.array(picture))
+    green, black = [0, 255, 0], [0, 0, 0]
+    assert pixels[40, 69].tolist() == green and pixels[40, 110].tolist() == green  # just outside
+    assert pixels[19, 90].tolist() == green and pixels[60, 90].tolist() == green
+    assert pixels[40, 90].tolist() == black and pixels[40, 66].tolist() == black  # inside; farther out
