@@ -49,7 +49,7 @@ class CAMResult:
     target_probs: torch.Tensor | None = None  # (N,) confidence of each explained target, if it has one
     valid: torch.Tensor | None = None  # (N, K) bool: False for padding (an image with fewer targets)
     details: list | None = None  # per image and target: extra facts (a regression value, a box, an area)
-    regions: torch.Tensor | None = None  # (N, H, W) bool: the output pixels a segmentation score sums
+    regions: torch.Tensor | None = None  # (N, H, W) bool: the output pixels a segmentation score sums over
 
 
 class CAM:
@@ -75,7 +75,7 @@ class CAM:
     the call says so and `layout="tokens"`, `prefix_tokens` and `grid` settle it.
 
     Detectors and segmenters: with a :class:`~mieruka.targets.DetectionTarget` each detected object
-    gets its own map (N, K, H, W), all from one forward pass and K small backward passes; with a
+    gets its own map (N, K, H, W), from one forward pass and K backward passes from the layer up; with a
     :class:`~mieruka.targets.SegmentationTarget` each class gets one over its region (`regions`). A
     torchvision detector resizes and pads its batch itself, so its feature maps lie over that padded
     batch: each map is carried back through the model's resize onto the input's pixels (see
