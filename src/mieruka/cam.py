@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .capture import Capture, Split, capture, split_at
+from .geometry import to_input
 from .layers import auto_layer, evaluating, resolve_layer
 from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout
 from .maps import normalize, upsample
@@ -22,7 +23,7 @@ from .methods import (
     guided_backprop,
     scorecam_weights,
 )
-from .targets import Targets, TargetSpec, resolve_targets
+from .targets import Target, TargetError, Targets, TargetSpec, resolve_targets
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
 
@@ -33,7 +34,8 @@ class CAMResult:
     detection...) every per-target field gains a K axis after N, and `valid` marks the real ones."""
 
     maps: torch.Tensor  # (N, H, W) in [0, 1] at the input's resolution
-    raw: torch.Tensor  # (N, h, w) after ReLU at the layer's resolution, not normalized (see CAM)
+    raw: torch.Tensor  # (N, h, w) after ReLU at the layer's resolution, not normalized; for a model that
+    # resizes its input itself (a detector) at the input's resolution (see CAM)
     empty: torch.Tensor  # (N,) bool: the map had no positive value, so it is all zero
     logits: torch.Tensor  # (N, classes); the target scores (N, K) when the output has no class scores
     probs: torch.Tensor | None  # (N, classes): softmax, or sigmoid for binary / multi-label heads
@@ -46,8 +48,9 @@ class CAMResult:
     task: str = "classify"  # classify, binary, multilabel, regression, embed, function, ...
     target_probs: torch.Tensor | None = None  # (N,) confidence of each explained target, if it has one
     valid: torch.Tensor | None = None  # (N, K) bool: False for padding (an image with fewer targets)
-    details: list | None = None  # per image and target: extra facts (a regression value, a similarity)
+    details: list | None = None  # per image and target: extra facts (a regression value, a box, an area)
     class_names: list[str] | None = None  # names of `probs`' columns when not the model's labels (binary)
+    regions: torch.Tensor | None = None  # (N, H, W) bool: the output pixels a segmentation score sums over
 
 
 class CAM:
@@ -71,6 +74,15 @@ class CAM:
     of patches; all are read as channels-first maps (see :mod:`mieruka.layouts`). The layout is inferred
     from the output's shape, the input's size and the model's own token count; when that is ambiguous,
     the call says so and `layout="tokens"`, `prefix_tokens` and `grid` settle it.
+
+    Detectors and segmenters: with a :class:`~mieruka.targets.DetectionTarget` each detected object
+    gets its own map (N, K, H, W), from one forward pass and K backward passes from the layer up; with a
+    :class:`~mieruka.targets.SegmentationTarget` each class gets one over its region (`regions`). A
+    torchvision detector resizes and pads its batch itself, so its feature maps lie over that padded
+    batch: each map is carried back through the model's resize onto the input's pixels (see
+    :mod:`mieruka.geometry`), and `raw` is then that un-normalized map at the input's resolution (as
+    with `aug_smooth`), ready for :func:`mieruka.render.show_on_photo` like any model's. Every map is
+    normalized on its own, so a large object does not wash out the others.
 
     >>> import torchvision
     >>> cam = CAM(torchvision.models.resnet18().eval())
@@ -149,6 +161,11 @@ class CAM:
         All gradient-based methods and Eigen-CAM cost one forward and one small backward together.
         """
         inputs = _as_batch(inputs)
+        if self.aug_smooth and isinstance(targets, Target) and targets.task in ("detect", "segment"):
+            raise TargetError(
+                f"aug_smooth cannot be combined with a {type(targets).__name__}: its boxes and regions "
+                "are those of the image as it is, not of its mirrored and shifted copies"
+            )
         chosen = [m if isinstance(m, Method) else get_method(m) for m in methods]
         inputs = _match_model(self.model, inputs)
         layers = self.layers(inputs)
@@ -168,9 +185,8 @@ class CAM:
 
     def _capture(self, inputs, layers, chosen: list[Method], choose) -> Capture:
         needs_gradients = any(m.kind in ("gradient", "guided") for m in chosen)
-        image = (inputs.shape[-2], inputs.shape[-1])
 
-        def resolve(position: int, module: nn.Module, shape: tuple[int, ...]) -> Layout:
+        def resolve(position: int, module: nn.Module, shape: tuple[int, ...], image) -> Layout:
             if len(shape) != 3:  # only tokens need the model's prefix-token count
                 return resolve_layout(layers[position][0], shape, image, module=module, requested=self.layout)
             if self._prefix_hint is None:  # the model's structure does not change: read it once
@@ -232,7 +248,10 @@ class CAM:
                 count = captured.targets.count
                 cam = cam.expand(count, *cam.shape[1:]) if cam.shape[0] != count else cam
                 per_layer.append(cam.clamp_min(0).reshape(*cam.shape[:2], *spatial).transpose(0, 1))
-            raws[method.name] = _fuse(per_layer)
+            # over a detector's padded batch: onto the input's pixels at once (see geometry)
+            fused = _fuse(per_layer)
+            frame = captured.frame
+            raws[method.name] = fused if frame is None else to_input(fused, frame, tuple(inputs.shape[-2:]))
             self._report(method.name, 1, 1)
         return raws
 
@@ -243,17 +262,22 @@ class CAM:
     def _perturbation_weights(self, method, inputs, position, name, module, activation, captured: Capture):
         score = _scorer(captured.targets)
         if method.name == "scorecam":
+            frame, size = captured.frame, tuple(inputs.shape[-2:])
             return scorecam_weights(
                 self.model,
                 inputs,
                 activation,
                 score,
+                to_input=None if frame is None else lambda a, n: to_input(a, frame.image(n), size),
                 batch_size=self.batch_size,
                 skip_empty=self.skip_empty_channels,
                 top_channels=self.score_channels,
                 progress=lambda done, total: self._report(method.name, done, total),
             )
-        original = _scorer(captured.targets)(captured.logits, torch.arange(len(inputs), device=inputs.device))
+        if captured.output_has_logits:
+            original = score(captured.logits, torch.arange(len(inputs), device=inputs.device))
+        else:  # no class scores in the output (a detector, a segmenter): `logits` are the target scores
+            original = captured.logits.float()
         tail = self._tail(name, module, inputs)
         layout, native = captured.layouts[position], captured.activations[position]
         if layout.kind != CHANNELS_FIRST:  # ablate in channels-first, run the rest in the layer's layout
@@ -368,6 +392,7 @@ class CAM:
             valid=chosen.valid,
             details=per_image(chosen.details),
             class_names=chosen.class_names,
+            regions=shaped(chosen.regions),
         )
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
+from .geometry import Frame, recording
 from .layers import LayerError, evaluating
 from .layouts import Layout, check_feature_map
 from .targets import Targets
@@ -32,6 +33,7 @@ class Capture:
     layouts: list[Layout] = field(default_factory=list)
     output: str | None = None  # where the logits were found in the model's output: "logits", "[0]"...
     output_has_logits: bool = True  # False: no (N, classes) tensor in the output; `logits` are the scores
+    frame: Frame | None = None  # the batch the model's own transform made (a detector), see geometry
 
 
 def capture(
@@ -42,15 +44,18 @@ def capture(
     *,
     gradients: bool = True,
     layer_names: Sequence[str] | None = None,
-    resolve: Callable[[int, nn.Module, tuple[int, ...]], Layout] | None = None,
+    resolve: Callable[[int, nn.Module, tuple[int, ...], tuple[int, int]], Layout] | None = None,
 ) -> Capture:
     """Run `model` once on `inputs` in eval mode and capture `layers`.
 
     `choose_targets(output) -> Targets` decides what to explain once the model's output is known (so
     "the predicted class" needs no second pass). With `gradients=False` only activations are kept.
-    `resolve(position, module, output shape) -> Layout` tells how each layer's output lies over the
-    image (and raises for one that cannot be read); by default only channels-first maps are accepted.
+    `resolve(position, module, output shape, image (H, W)) -> Layout` tells how each layer's output
+    lies over the image the layers see (and raises for one that cannot be read); by default only
+    channels-first maps are accepted. That image is the input, or for a model that resizes and pads
+    its batch itself (a torchvision detector) the padded batch, whose :class:`Frame` is recorded.
     Activations and gradients are kept in the layer's own layout; `Capture.layouts` says which.
+    When no target is valid (a detector that found nothing) the gradients are zero.
     The caller's grad mode, inference mode, module modes and parameters are left as they were.
     """
     names = list(layer_names) if layer_names is not None else [type(m).__name__ for m in layers]
@@ -58,8 +63,10 @@ def capture(
     layouts: list[Layout] = [Layout()] * len(layers)
     if resolve is None:
 
-        def resolve(position: int, module: nn.Module, shape: tuple[int, ...]) -> Layout:
-            check_feature_map(names[position], shape, image, module)
+        def resolve(
+            position: int, module: nn.Module, shape: tuple[int, ...], seen: tuple[int, int]
+        ) -> Layout:
+            check_feature_map(names[position], shape, seen, module)
             return Layout()
 
     taken: list[torch.Tensor | None] = [None] * len(layers)
@@ -74,7 +81,8 @@ def capture(
                 raise LayerError(
                     f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another"
                 )
-            layouts[position] = resolve(position, module, tuple(output.shape))
+            seen = frames[0].padded if frames else image  # the transform ran first
+            layouts[position] = resolve(position, module, tuple(output.shape), seen)
             if output.requires_grad and torch.is_grad_enabled():
                 activation = output  # already on the graph of an earlier captured layer
             else:
@@ -90,7 +98,7 @@ def capture(
             inputs = inputs.clone()
     handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
     try:
-        with evaluating(model), torch.inference_mode(False):
+        with evaluating(model), torch.inference_mode(False), recording(model) as frames:
             with torch.no_grad():
                 output = model(inputs)
             _check_calls(names, calls)
@@ -100,11 +108,16 @@ def capture(
             has_logits = logits is not None
             if logits is None:  # no class scores: the target's scores stand in for logits
                 logits = scores
-            activations = [a.detach() for a in taken if a is not None]
+            frame = frames[0] if frames else None
+            kept = [a for a in taken if a is not None]
+            activations = [a.detach() for a in kept]
             if not gradients:
-                return Capture(activations, None, logits.detach(), targets, layouts, where, has_logits)
-            grads = _gradients(scores, [a for a in taken if a is not None], names)
-            return Capture(activations, grads, logits.detach(), targets, layouts, where, has_logits)
+                return Capture(activations, None, logits.detach(), targets, layouts, where, has_logits, frame)
+            if targets.valid is not None and not bool(targets.valid.any()):  # nothing to explain
+                grads = [torch.zeros(targets.count, *a.shape, dtype=a.dtype, device=a.device) for a in kept]
+            else:
+                grads = _gradients(scores, kept, names)
+            return Capture(activations, grads, logits.detach(), targets, layouts, where, has_logits, frame)
     finally:
         for handle in handles:
             handle.remove()

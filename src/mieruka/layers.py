@@ -6,6 +6,19 @@ output of a pooling layer. Among modules that return the very same tensor (a blo
 child), the outermost one wins. That gives ``features.29`` on VGG16 (the ReLU before the last max-pool),
 ``layer4`` on ResNets, ``features`` on DenseNet / MobileNet / EfficientNet / ConvNeXt, ``trunk_output``
 on RegNet and ``bn2`` on timm EfficientNets.
+
+Detectors and segmenters (a model that resizes its batch itself, like torchvision's detectors, or
+whose output is a map of class scores (N, classes, H, W)) get the same rule inside their feature
+extractor: ``backbone.body`` when the backbone has a feature pyramid (Faster / Mask R-CNN, RetinaNet,
+FCOS), ``backbone.features`` beside SSD's extra layers, else ``backbone`` (torchvision's FCN,
+DeepLabV3 and LR-ASPP: ``backbone.layer4``, or ``backbone.16`` on MobileNetV3). That deepest stage
+reaches every detected object: a feature pyramid hands each box to one level by its size, so a map
+at one pyramid output leaves the objects of the other levels blank, while every level is computed
+from the last stage through the top-down path. A segmenter's head is left out on purpose: after its
+last feature map comes a 1x1 class-score convolution and an upsampling, where a Grad-CAM only
+repeats the class's own score map. A segmenter without a ``backbone`` gets the last feature map
+before its trailing class-score layers (those with one channel per class). For a detector the grids
+are over the batch its transform made (see :mod:`mieruka.geometry`).
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ import torch
 from torch import nn
 
 from .errors import MierukaError
+from .geometry import Frame, recording
 from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, layout
 
 
@@ -62,8 +76,22 @@ def trace_layers(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo
     """Run one forward pass without gradients and record every module's output shape and call count.
 
     Returns the modules in the order they finished, with, for each, the identity of its output tensor
-    (used to tell containers that merely pass a child's output on).
+    (used to tell containers that merely pass a child's output on). The shapes of a detector's layers
+    are over the batch its transform made: :func:`seen_size` gives that image's size.
     """
+    infos, outputs, _, _ = _trace(model, inputs)
+    return infos, outputs
+
+
+def seen_size(model: nn.Module, inputs: torch.Tensor) -> tuple[int, int]:
+    """The (H, W) of the image the layers of `model` see for `inputs`: the input's own, or for a model
+    that resizes and pads its batch itself (a torchvision detector) that padded batch's."""
+    frame = _trace(model, inputs[:1])[3]
+    return frame.padded if frame is not None else (inputs.shape[-2], inputs.shape[-1])
+
+
+def _trace(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo], list, object, Frame | None]:
+    """trace_layers, plus the model's output and the frame of a model that resizes its batch."""
     records: dict[str, dict] = {}
     order: list[str] = []
     outputs: dict[str, object] = {}
@@ -84,8 +112,8 @@ def trace_layers(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo
 
     handles = [module.register_forward_hook(make_hook(name)) for module, name in names.items()]
     try:
-        with evaluating(model), torch.inference_mode(False), torch.no_grad():
-            model(inputs)
+        with evaluating(model), torch.inference_mode(False), torch.no_grad(), recording(model) as frames:
+            output = model(inputs)
     finally:
         for handle in handles:
             handle.remove()
@@ -100,13 +128,22 @@ def trace_layers(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo
         )
         for n in order
     ]
-    return infos, [outputs[n] for n in order]
+    return infos, [outputs[n] for n in order], output, frames[0] if frames else None
 
 
 def auto_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     """The dotted name of the layer the automatic rule (module docstring) picks for this input."""
-    infos, outputs = trace_layers(model, inputs[:1])
-    image = (inputs.shape[-2], inputs.shape[-1])
+    infos, outputs, output, frame = _trace(model, inputs[:1])
+    image = frame.padded if frame is not None else (inputs.shape[-2], inputs.shape[-1])
+    classes = _dense_classes(output)
+    if frame is not None or classes is not None:
+        name = _dense_layer(model, infos, outputs, image, classes)
+        if name is not None:
+            return name
+        raise LayerError(
+            "found no feature map in the model's backbone for a detector or segmenter; name one with "
+            "--layer / target_layer= (`mieruka layers` lists them)"
+        )
     name = pick_auto_layer(infos, outputs, image)
     if name is not None and _later_features(infos, name, image) is None:
         return name
@@ -118,6 +155,39 @@ def auto_layer(model: nn.Module, inputs: torch.Tensor) -> str:
         "found no feature map (channels-first, channels-last or tokens over a patch grid) that runs once "
         f"per forward; name one with --layer / target_layer= (last modules: {shown})"
     )
+
+
+def _dense_classes(output: object) -> int | None:
+    """The number of classes of a segmenter's output (N, classes, H, W); None for other outputs."""
+    from .targets import output_tensor
+
+    tensor = output_tensor(output)
+    return tensor.shape[1] if tensor is not None and tensor.dim() == 4 else None
+
+
+def _dense_layer(
+    model: nn.Module, infos: list[LayerInfo], outputs: list, image: tuple[int, int], classes: int | None
+) -> str | None:
+    """The automatic layer of a detector or segmenter (module docstring)."""
+    modules = dict(model.named_modules())
+    scope = next((n for n in ("backbone.body", "backbone.features", "backbone") if n in modules), None)
+    if scope is not None:
+        inside = [(i, o) for i, o in zip(infos, outputs) if (i.name + ".").startswith(scope + ".")]
+        return pick_auto_layer([i for i, _ in inside], [o for _, o in inside], image)
+    candidates = [
+        info
+        for info in infos
+        if info.calls == 1
+        and info.shape is not None
+        and layout(info.shape, image, info.kind, batch=1) == CHANNELS_FIRST  # not per-box (R, C, 7, 7)
+    ]
+    while candidates and classes is not None and candidates[-1].shape[1] == classes:
+        candidates.pop()  # the class-score layers at the end
+    if not candidates:
+        return None
+    last = candidates[-1].name
+    kept = [(i, o) for i, o in zip(infos, outputs)][: [i.name for i in infos].index(last) + 1]
+    return pick_auto_layer([i for i, _ in kept], [o for _, o in kept], image)
 
 
 def _transformer_layer(
@@ -170,8 +240,8 @@ def _patches_get_gradient(model: nn.Module, info: LayerInfo, inputs: torch.Tenso
         inputs,
         lambda output: resolve_targets(None, output),
         layer_names=[info.name],
-        resolve=lambda _, module, shape: resolve_layout(
-            info.name, shape, image, module=module, prefix_hint=hint
+        resolve=lambda _, module, shape, seen: resolve_layout(
+            info.name, shape, seen, module=module, prefix_hint=hint
         ),
     )
     assert captured.gradients is not None

@@ -329,6 +329,139 @@ def _heat_in_box(
     return index.convert("RGB"), (columns.start, rows.start)
 
 
+# ---- detections and segmentation regions -----------------------------------------------------------
+
+# a colour per object, bright on photos and on the jet colormap's blues
+OBJECT_COLORS = (
+    (255, 255, 255),
+    (255, 64, 160),
+    (0, 255, 255),
+    (255, 200, 0),
+    (140, 255, 60),
+    (200, 120, 255),
+)
+
+
+def photo_boxes(boxes: torch.Tensor, box: CropBox, input_size: tuple[int, int]) -> torch.Tensor:
+    """Boxes (..., 4) as (x0, y0, x1, y1) in the model input's pixels, (H, W) `input_size`, moved onto
+    the photo that `box` of it covers (a detector's boxes, a segmentation box), in photo pixels."""
+    height, width = input_size
+    scale = torch.tensor(
+        [(box.right - box.left) / width, (box.bottom - box.top) / height] * 2, dtype=torch.float64
+    )
+    shift = torch.tensor([box.left, box.top] * 2, dtype=torch.float64)
+    return boxes.detach().cpu().double() * scale + shift
+
+
+def draw_boxes(
+    picture: Image.Image | torch.Tensor,
+    boxes: torch.Tensor,
+    names: list[str],
+    scores: torch.Tensor | list[float] | None = None,
+    *,
+    colors: list[tuple[int, int, int]] | None = None,
+    font: str | os.PathLike | None = None,
+) -> Image.Image:
+    """A copy of the picture with boxes (K, 4) (x0, y0, x1, y1, in its pixels: see :func:`photo_boxes`)
+    outlined and tagged with their name and score (``dog 0.87``), one colour per box.
+
+    >>> picture = draw_boxes(show_on_photo(photo, result.raw[0, k], crop), photo_boxes(b, crop, size), ["dog"], [0.87])
+    """
+    from PIL import ImageDraw, ImageFont
+
+    out = to_image(picture).convert("RGB").copy()
+    pen = ImageDraw.Draw(out)
+    line = max(2, round(min(out.size) / 250))
+    size = max(10, round(min(out.size) / 36))
+    tags = [name if scores is None else f"{name} {float(scores[k]):.2f}" for k, name in enumerate(names)]
+    choice = fonts.choose("\n".join(tags) or "-", font)
+    fonts.warn_missing(choice, stacklevel=3)
+    for k, (x0, y0, x1, y1) in enumerate(torch.as_tensor(boxes).reshape(-1, 4).tolist()):
+        color = (colors or OBJECT_COLORS)[k % len(colors or OBJECT_COLORS)]
+        pen.rectangle((x0, y0, x1, y1), outline=color, width=line)
+        if k >= len(tags) or not tags[k]:
+            continue
+        pieces = [
+            (piece, ImageFont.truetype(str(path), size))
+            for piece, path in fonts.runs(choice.drawable(tags[k]), choice)
+        ]
+        wide = sum(face.getlength(piece) for piece, face in pieces)
+        ascent = max(face.getmetrics()[0] for _, face in pieces)
+        high = ascent + max(face.getmetrics()[1] for _, face in pieces) + 2 * line
+        top = y0 - high if y0 - high >= 0 else y0  # above the box, inside it at the top edge
+        left = min(max(0, x0), max(0, out.width - wide - 2 * line))
+        pen.rectangle((left, top, left + wide + 2 * line, top + high), fill=color)
+        x = left + line
+        for piece, face in pieces:
+            pen.text((x, top + line + ascent), piece, font=face, fill=(0, 0, 0), anchor="ls")
+            x += face.getlength(piece)
+    return out
+
+
+def outline_region(
+    picture: Image.Image | torch.Tensor,
+    region: torch.Tensor,
+    box: CropBox,
+    *,
+    color: tuple[int, int, int] = (255, 255, 255),
+    width: int | None = None,
+) -> Image.Image:
+    """A copy of the picture with the border of a region (h, w) bool, given over the model input that
+    covers `box` of the photo (a segmentation target's `regions[n, k]`), drawn in `color`.
+
+    `width` is the line's width in photo pixels (default: about 1/250 of the photo's short side).
+    """
+    out = to_image(picture).convert("RGB")
+    inside, _ = to_photo(region.float()[None], box, out.size)
+    mask = inside[0] >= 0.5
+    width = width or max(2, round(min(out.size) / 250))
+    grown = F.max_pool2d(mask[None, None].float(), 2 * width + 1, 1, width)[0, 0] > 0
+    border = grown & ~mask  # a band of `width` pixels just outside the region
+    pixels = torch.from_numpy(np.array(out)).permute(2, 0, 1)
+    pixels[:, border] = torch.tensor(color, dtype=torch.uint8)[:, None]
+    return to_image(pixels)
+
+
+def combine(maps: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """One map (h, w) in [0, 1] from K maps (K, h, w): each normalized by its own maximum, then the
+    pixel-wise maximum over the valid ones, so every object shows at full strength."""
+    scaled = normalize(maps)[0]
+    if valid is not None:
+        scaled = scaled * valid.to(scaled.device)[:, None, None]
+    return scaled.amax(0) if len(scaled) else scaled.new_zeros(maps.shape[-2:])
+
+
+def show_objects(
+    photo: Image.Image | torch.Tensor,
+    raws: torch.Tensor,
+    box: CropBox,
+    input_size: tuple[int, int],
+    boxes: torch.Tensor,
+    names: list[str],
+    scores: torch.Tensor | list[float] | None = None,
+    *,
+    valid: torch.Tensor | None = None,
+    colormap: str = "jet",
+    alpha: float = 0.5,
+    font: str | os.PathLike | None = None,
+) -> Image.Image:
+    """Every object of one image in one picture (``--style boxes``): the objects' maps (K, h, w), each
+    normalized on its own and combined by their maximum, overlaid on the photo, with every box tagged.
+
+    `boxes` (K, 4) are in the input's pixels (a detection's `details` boxes); `valid` (K,) drops padding.
+    For one object's picture pass its own map, box and name (``raws[k : k + 1]``...).
+
+    >>> show_objects(photo, result.raw[0], crop, (H, W), boxes, result.labels[0], result.target_probs[0], valid=result.valid[0])
+    """
+    keep = valid.cpu() if valid is not None else torch.ones(len(raws), dtype=torch.bool)
+    picture = show_on_photo(photo, combine(raws, valid), box, colormap=colormap, alpha=alpha)
+    chosen = keep.nonzero().flatten().tolist()
+    colors = [OBJECT_COLORS[k % len(OBJECT_COLORS)] for k in chosen]
+    on_photo = photo_boxes(torch.as_tensor(boxes)[chosen], box, input_size)
+    picked = None if scores is None else [float(scores[k]) for k in chosen]
+    return draw_boxes(picture, on_photo, [names[k] for k in chosen], picked, colors=colors, font=font)
+
+
 # ---- conversions and files -------------------------------------------------------------------------
 
 PANEL_PIXELS = 768  # longest side of the photo drawn in a panel: about twice what the figure shows

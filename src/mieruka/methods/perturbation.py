@@ -20,6 +20,10 @@ Progress = Callable[[int, int], None]  # (passes done, passes in all): for a pro
 def _normalized_masks(activations: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Each channel upsampled to the input size and min-max scaled to [0, 1]; constant channels give 0."""
     upsampled = F.interpolate(activations.float(), size=size, mode="bilinear", align_corners=False)
+    return _min_max(upsampled)
+
+
+def _min_max(upsampled: torch.Tensor) -> torch.Tensor:
     low = upsampled.amin((-2, -1), keepdim=True)
     high = upsampled.amax((-2, -1), keepdim=True)
     span = high - low
@@ -37,6 +41,7 @@ def scorecam_weights(
     skip_empty: bool = True,
     top_channels: int | None = None,
     progress: Progress | None = None,
+    to_input: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Score-CAM (Wang et al., CVPR-W 2020): weight_c = softmax over channels of the target score of
     the input masked by channel c (upsampled, min-max normalized), as pytorch-grad-cam and torchcam do.
@@ -46,6 +51,9 @@ def scorecam_weights(
     term to the softmax denominator; skipping them rescales every weight by one factor, which the map's
     normalization removes -- the normalized map is unchanged. `top_channels` keeps only the N channels
     with the largest mean activation (as Faster Score-CAM does): an approximation, N times fewer passes.
+    `to_input(activations (1, C, h, w), image index)` puts image n's channels on the input's pixels
+    when the layer's grid does not simply cover the input (a detector's padded batch); by default
+    they are upsampled.
     """
     batch, channels = activations.shape[:2]
     size = tuple(inputs.shape[-2:])
@@ -53,7 +61,10 @@ def scorecam_weights(
     keep_all: list[torch.Tensor] = []
     done = 0
     for n in range(batch):
-        masks = _normalized_masks(activations[n : n + 1], size)[0]  # (C, H, W)
+        if to_input is None:
+            masks = _normalized_masks(activations[n : n + 1], size)[0]  # (C, H, W)
+        else:
+            masks = _min_max(to_input(activations[n : n + 1].float(), n))[0]
         keep = torch.ones(channels, dtype=torch.bool, device=masks.device)
         if skip_empty:
             keep &= masks.flatten(1).amax(1) > 0

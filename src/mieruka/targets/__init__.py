@@ -19,12 +19,16 @@ the objects here cover other heads and tasks; a callable ``f(output) -> (N,)`` e
 
 from .base import Target, TargetError, Targets, class_scores, describe_output, output_tensor
 from .classes import TargetSpec, class_index, resolve_targets
+from .detection import DetectionTarget
 from .heads import BinaryTarget, MultiLabelTarget, RegressionTarget, SimilarityTarget
+from .segmentation import SegmentationTarget
 
 __all__ = [
     "BinaryTarget",
+    "DetectionTarget",
     "MultiLabelTarget",
     "RegressionTarget",
+    "SegmentationTarget",
     "SimilarityTarget",
     "Target",
     "TargetError",

@@ -32,7 +32,9 @@ class Targets:
     each row of `output` came from: perturbation methods run one image's variants together).
     `valid` (N, K) is False for padding, `probabilities` (N, K) what each map's confidence reads as
     (softmax or sigmoid probability, a detection's score; None where there is none), `names` the
-    label of each map, `details` extra fields per map for the records (a box, a region's area).
+    label of each map, `details` extra fields per map for the records (a box, a region's area),
+    `regions` (N, K, H, W) the pixels of the model's output each score is summed over (segmentation),
+    so pictures can outline what was explained.
     """
 
     indices: torch.Tensor | None
@@ -45,6 +47,7 @@ class Targets:
     class_probs: torch.Tensor | None = field(default=None, repr=False)  # (N, classes): softmax or sigmoid
     class_names: list[str] | None = None  # names of `class_probs`' columns, when not the model's labels
     single: bool = True  # one target per image by nature: results drop the K axis (unless top_k asked)
+    regions: torch.Tensor | None = field(default=None, repr=False)  # (N, K, H, W) bool
 
     @property
     def count(self) -> int:
