@@ -212,3 +212,85 @@ def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):
 def test_task_flags_that_do_not_fit_are_refused_in_one_line(flags, message, tmp_path):
     run = mieruka("explain", SAMPLES / "cat.jpg", *flags, "--out", tmp_path)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and message in run.stderr
+
+
+def test_a_detector_saved_as_a_state_dict_is_explained_object_by_object(tmp_path):
+    """mieruka explain photo.jpg --model fasterrcnn_mobilenet_v3_large_fpn --weights det.pth --min-score 0.01"""
+    from PIL import Image
+
+    from test_detection import build_detector
+
+    torch.save(build_detector().state_dict(), tmp_path / "det.pth")
+    Image.open(SAMPLES / "cat.jpg").resize((200, 150)).save(tmp_path / "small.jpg")
+    common = ("--model", "fasterrcnn_mobilenet_v3_large_fpn", "--weights", tmp_path / "det.pth")
+    run = mieruka(
+        "explain", tmp_path / "small.jpg", *common, "--min-score", "0.01", "--max-objects", "3",
+        "--out", tmp_path / "each",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    found = records(tmp_path / "each")
+    assert len(found) == 3 and all(r["task"] == "detect" for r in found)
+    scores = [r["probability"] for r in found]
+    assert scores == sorted(scores, reverse=True) and min(scores) >= 0.01
+    for r in found:  # boxes in the photo's pixels (the detector keeps the photo whole)
+        x0, y0, x1, y1 = r["box"]
+        assert (
+            0 <= x0 < x1 <= 200
+            and 0 <= y0 < y1 <= 150
+            and r["score"] == pytest.approx(r["probability"], abs=1e-4)
+        )
+        assert Image.open(tmp_path / "each" / r["output"]).size == (200, 150)
+    assert len({r["output"] for r in found}) == 3  # one picture per object
+
+    run = mieruka(
+        "explain", tmp_path / "small.jpg", *common, "--min-score", "0.01", "--max-objects", "3",
+        "--style", "boxes", "--out", tmp_path / "together",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    together = records(tmp_path / "together")
+    assert [r["box"] for r in together] == [r["box"] for r in found]
+    assert {r["output"] for r in together} == {"small_objects.png"}  # every object in one picture
+
+    run = mieruka(
+        "explain", tmp_path / "small.jpg", *common, "--min-score", "0.99", "--out", tmp_path / "none"
+    )
+    assert run.returncode == 0, run.stderr
+    (record,) = records(tmp_path / "none")
+    assert record["output"] is None and "no object" in record["note"]
+
+
+def test_a_segmenter_saved_as_a_state_dict_explains_the_classes_it_predicts(tmp_path):
+    """mieruka explain photo.jpg --model deeplabv3_mobilenet_v3_large --weights seg.pth [--target CLASS]"""
+    from PIL import Image
+
+    from mieruka import CAM
+    from mieruka.targets import SegmentationTarget
+
+    torch.manual_seed(1)
+    model = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
+        weights=None, weights_backbone=None, num_classes=21
+    ).eval()
+    torch.save(model.state_dict(), tmp_path / "seg.pth")
+    Image.open(SAMPLES / "cat.jpg").resize((200, 150)).save(tmp_path / "small.jpg")
+    common = ("--model", "deeplabv3_mobilenet_v3_large", "--weights", tmp_path / "seg.pth")
+    run = mieruka("explain", tmp_path / "small.jpg", *common, "--out", tmp_path / "auto")
+    assert run.returncode == 0, run.stderr
+    found = records(tmp_path / "auto")
+    x = Preprocess(520, None)(load_image(tmp_path / "small.jpg"))[None]  # the recipe: short side 520, no crop
+    expected = CAM(model)(x, targets=SegmentationTarget())
+    classes = [i for i, ok in zip(expected.targets[0].tolist(), expected.valid[0].tolist()) if ok]
+    assert [r["index"] for r in found] == classes and all(r["task"] == "segment" for r in found)
+    voc = torchvision.models.get_model_weights("deeplabv3_mobilenet_v3_large").DEFAULT.meta["categories"]
+    assert [r["label"] for r in found] == [voc[i] for i in classes]  # names from the weights' metadata
+    assert [r["area"] for r in found] == [d["area"] for d in expected.details[0] if d]
+    assert sum(r["area"] for r in found) <= 520 * 693
+
+    run = mieruka("explain", tmp_path / "small.jpg", *common, "--target", "cat", "--out", tmp_path / "cat")
+    assert run.returncode == 0, run.stderr
+    (record,) = records(tmp_path / "cat")
+    assert record["label"] == "cat" and record["index"] == 8
+
+    run = mieruka(
+        "explain", tmp_path / "small.jpg", *common, "--target", "unicorn", "--out", tmp_path / "bad"
+    )
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "unicorn" in run.stderr
