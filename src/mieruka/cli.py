@@ -724,7 +724,7 @@ def run_evaluate(args) -> int:
 
 
 def _check_evaluate_flags(args) -> tuple[list[str], tuple[float, ...]]:
-    from .evaluate import DEFAULT_METRICS, NEEDS_BOXES, parse_metrics
+    from .metric_names import DEFAULT_METRICS, NEEDS_BOXES, parse_metrics
 
     if args.metrics is None:
         metrics = [*DEFAULT_METRICS, *(NEEDS_BOXES if args.boxes else ())]
@@ -790,7 +790,7 @@ def _upright_size(path: Path) -> tuple[int, int] | None:
 def _earlier_evaluation(out_dir: Path, overwrite: bool) -> list[Path]:
     """The files an earlier evaluation in `out_dir` wrote (listed in its metrics.json): refused unless
     --overwrite; otherwise removed once every argument is checked."""
-    from .scoreboard import METRICS_FILE
+    METRICS_FILE = "metrics.json"  # scoreboard.METRICS_FILE, without importing torch
 
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"{out_dir}: is a file, expected an output folder")

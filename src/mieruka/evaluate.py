@@ -23,12 +23,25 @@ from torch.utils.data import DataLoader
 from .boxes import Box
 from .cam import CAM
 from .images import CropBox
+from .maps import upsample
+from .metric_names import DEFAULT_METRICS, METRICS, NEEDS_BOXES, parse_metrics
 from .metrics import controls, faithfulness, localization, sanity
 from .metrics.summary import DIRECTIONS, Estimate, best, bootstrap_ci
 
-METRICS = ("deletion", "insertion", "road", "drop", "pointing", "sanity")
-DEFAULT_METRICS = ("deletion", "insertion", "drop")
-NEEDS_BOXES = ("pointing",)
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRICS",
+    "NEEDS_BOXES",
+    "BatchScores",
+    "Evaluation",
+    "PhotoScores",
+    "Settings",
+    "evaluate_batch",
+    "evaluate_files",
+    "format_table",
+    "parse_metrics",
+]
+
 CONTROL_ROWS = ("random", "centre")
 # the per-image values (table columns) each metric gives
 COLUMNS = {
@@ -53,21 +66,6 @@ class Settings:
     sanity_blocks: int = 4  # cascading randomization in this many groups of layers, head first
     batch_size: int = 64  # perturbed inputs per forward pass
     seed: int = 0
-
-
-def parse_metrics(text: str) -> list[str]:
-    """'deletion,drop' -> metric names in order, without repeats; an unknown name is refused."""
-    chosen: list[str] = []
-    for part in (p.strip().lower() for p in text.split(",")):
-        if not part:
-            continue
-        if part not in METRICS:
-            raise ValueError(f"unknown metric {part!r}; choose from {', '.join(METRICS)}")
-        if part not in chosen:
-            chosen.append(part)
-    if not chosen:
-        raise ValueError(f"no metric given; choose from {', '.join(METRICS)}")
-    return chosen
 
 
 @dataclass
@@ -116,7 +114,9 @@ def evaluate_batch(
     chosen = first.targets.to(first.maps.device)
     size = tuple(first.maps.shape[-2:])
     maps = {name: result.maps for name, result in results.items()}
-    maps["random"] = controls.random_map(len(inputs), size, seed=controls_seed, device=chosen.device)
+    maps["random"] = random_control(
+        len(inputs), tuple(first.raw.shape[-2:]), size, controls_seed, chosen.device
+    )
     maps["centre"] = controls.centre_prior(len(inputs), size, device=chosen.device)
     scores = BatchScores({row: {} for row in maps}, chosen.cpu())
     for metric in metrics:
@@ -124,6 +124,16 @@ def evaluate_batch(
             say(f"{metric} {row}")
             _score(scores, metric, row, model, inputs, row_maps, chosen, settings, photos, (cam, first.layer))
     return scores
+
+
+def random_control(
+    count: int, grid: tuple[int, int], size: tuple[int, int], seed: int, device: torch.device | str
+) -> torch.Tensor:
+    """Random maps drawn at the methods' own resolution (`grid`, the layer's) and upsampled as theirs
+    are: a chance map of the same smoothness. Noise drawn per input pixel would delete scattered
+    pixels everywhere, which destroys a CNN's confidence faster than any object-shaped map and so
+    wins the deletion game without knowing anything."""
+    return upsample(controls.random_map(count, grid, seed=seed, device=device), size)
 
 
 def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings, photos, cam) -> None:

@@ -13,6 +13,9 @@ from pathlib import Path
 from ._io import atomic_open
 from .evaluate import Evaluation, _row_name
 from .metrics.summary import DIRECTIONS
+from .outputs import write_jsonl
+
+__all__ = ["metrics_document", "per_image_records", "plot_curves", "plot_sanity", "write_json", "write_jsonl"]
 
 METRICS_FILE = "metrics.json"
 PER_IMAGE_FILE = "per_image.jsonl"
@@ -172,9 +175,3 @@ def _figure_class():
 def _save(figure, path: Path) -> None:
     with atomic_open(path) as stream:
         figure.savefig(stream, format="png")
-
-
-def write_jsonl(records: Sequence[dict], path: Path) -> None:
-    from .outputs import write_jsonl as write
-
-    write(records, path)
