@@ -207,3 +207,22 @@ def test_the_default_model_on_a_sample_photo(tmp_path):
     assert document["settings"]["model"] == "efficientnet_lite0" and document["settings"]["layer"]
     # a trained model's Grad-CAM beats the random map on deletion on this photo
     assert document["table"]["gradcam"]["deletion"]["mean"] < document["table"]["random"]["deletion"]["mean"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--help"],
+        ["evaluate", str(SAMPLES / "cat.jpg"), "--metrics", "bogus"],
+        ["evaluate", str(SAMPLES / "cat.jpg"), "--metrics", "pointing"],
+        ["evaluate", str(SAMPLES / "cat.jpg"), "--method", "gradkam"],
+    ],
+)
+def test_help_and_flag_errors_do_not_import_torch(argv):
+    code = (
+        "import sys\nfrom mieruka.cli import main\ntry:\n"
+        f"    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('TORCH=%s' % ('torch' in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "TORCH=False" in run.stderr, run.stderr
