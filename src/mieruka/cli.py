@@ -25,6 +25,19 @@ EXPLAIN_EXAMPLES = """examples:
   mieruka explain cat.jpg --method all --layer layer3,layer4 --model resnet18 --weights IMAGENET1K_V1
 """
 
+EVALUATE_EXAMPLES = """examples:
+  mieruka evaluate samples --method gradcam,gradcam++,layercam,scorecam
+  mieruka evaluate photos/ --method gradcam,layercam --metrics deletion,insertion,drop,road --out eval
+  mieruka evaluate photos/ --metrics pointing,drop --boxes boxes.json --out eval
+  mieruka evaluate photos/ --metrics sanity --method gradcam,guidedbackprop --out eval
+
+boxes files (photo names as found: a/cat.jpg under a folder given, cat.jpg given directly;
+corners in the original photo's pixels):
+  {"cat.jpg": [[x0, y0, x1, y1], ...]}            JSON
+  {"images": [...], "annotations": [...]}          COCO-style JSON (bbox = [x, y, width, height])
+  photo,x0,y0,x1,y1                                CSV, one box a row
+"""
+
 LAYERS_EXAMPLES = """examples:
   mieruka layers                                 # the default model
   mieruka layers --model vgg16                   # marks features.29, the automatic choice
@@ -216,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bar")
     _common(explain)
 
+    _evaluate_parser(commands)
+
     layers = commands.add_parser(
         "layers",
         help="list the model's modules with their output shapes",
@@ -237,6 +252,101 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(methods)
     return parser
+
+
+def _evaluate_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score CAM methods on your photos: faithfulness, localization, sanity",
+        description="Can I trust this map? Score each method's maps of the predicted class (or --target) on\n"
+        "the photos, beside two controls that know nothing of the model (a random map, a centre prior):\n"
+        "a table of means with 95%% bootstrap intervals in the terminal, the best row per metric marked,\n"
+        "and in --out: metrics.json (the table and the settings), per_image.jsonl, curves.png and\n"
+        "sanity.png. Metrics (cost per photo and method or control, in forward passes of the model):\n"
+        "  deletion   area under the deletion curve, pixels -> 0 most salient first; lower is better\n"
+        "             (--steps + 1 passes)\n"
+        "  insertion  area under the insertion curve, pixels back onto a blurred copy; higher is better\n"
+        "             (--steps + 1 passes)\n"
+        "  drop       Average Drop (relative, Grad-CAM++ paper), lower is better, and Increase in\n"
+        "             Confidence, higher is better (1 pass)\n"
+        "  road       ROAD (LeRF - MoRF)/2 with noisy linear imputation; higher is better. SLOW on a CPU:\n"
+        "             2 x --road-fractions passes plus an imputation of each (seconds per photo at 224 px)\n"
+        "  pointing   pointing game (the map's peak within 15 px of a box) and energy inside the boxes,\n"
+        "             in the photo's own pixels; higher is better; needs --boxes (no passes)\n"
+        "  sanity     Spearman of |map| with the head randomized (Adebayo et al.); lower is better. SLOW:\n"
+        "             one map per --sanity-blocks block and method (Score-CAM: a pass per channel each)\n"
+        "Score-CAM itself costs one pass per channel of the layer (1280 on the default model).",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image files and folders (searched recursively)"
+    )
+    evaluate.add_argument(
+        "--method",
+        default="gradcam,gradcam++,layercam",
+        metavar="NAMES",
+        help="CAM methods, comma-separated, or 'all' (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--metrics",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated: deletion, insertion, drop, road, pointing, sanity "
+        "(default: deletion,insertion,drop; and pointing with --boxes)",
+    )
+    evaluate.add_argument(
+        "--boxes", metavar="FILE", help="ground-truth boxes (JSON, COCO-style JSON or CSV; below)"
+    )
+    evaluate.add_argument(
+        "--out", "-o", default="mieruka-eval", metavar="DIR", help="output folder (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace the earlier evaluation in --out (its metrics.json)"
+    )
+    _model_arguments(evaluate)
+    evaluate.add_argument("--layer", metavar="NAME", help="dotted module name(s) (default: automatic)")
+    evaluate.add_argument(
+        "--target", metavar="CLASS", help="class index or name (default: the predicted class)"
+    )
+    evaluate.add_argument(
+        "--steps",
+        type=int,
+        default=20,
+        metavar="S",
+        help="deletion/insertion: points on each curve, one pass each (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--road-fractions",
+        default="0.2,0.4,0.6,0.8",
+        metavar="P,...",
+        help="ROAD: shares of pixels removed (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--tolerance", type=int, default=15, metavar="PX", help="pointing game: pixels (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--sanity-blocks",
+        type=int,
+        default=4,
+        metavar="B",
+        help="sanity: randomize the layers in B groups, head first, cascading (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--score-channels",
+        type=int,
+        metavar="N",
+        help="Score-CAM: use only the N most active channels (faster, approximate)",
+    )
+    evaluate.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        metavar="N",
+        help="perturbed inputs per pass (default: %(default)s)",
+    )
+    evaluate.add_argument("--quiet", "-q", action="store_true", help="no table and no progress")
+    _common(evaluate)
 
 
 def _model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -304,6 +414,8 @@ def _run(args, parser: argparse.ArgumentParser) -> int:
             return run_explain(args, parser)
         if args.command == "methods":
             return run_methods()
+        if args.command == "evaluate":
+            return run_evaluate(args)
         return run_layers(args)
     except KeyboardInterrupt:
         print("mieruka: interrupted", file=sys.stderr)
@@ -489,6 +601,238 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         for failure in failures:
             print(f"  {' '.join(failure.split())}")
     return EXIT_BAD_INPUT if failures else 0
+
+
+def run_evaluate(args) -> int:
+    # flags, paths and the boxes file are checked before anything heavy is imported
+    metrics, fractions = _check_evaluate_flags(args)
+    from .methods import parse_methods
+
+    methods = [m.name for m in parse_methods(args.method)]
+    missing = [path for path in args.paths if not Path(path).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ValueError(f"{missing[0]}: no such file or folder{more}")
+    _check_files_exist(args)
+    from .images import find_images_relative
+
+    out_root = Path(args.out).resolve()
+    found = [
+        (p, place)
+        for p, place in find_images_relative(args.paths)
+        if not p.resolve().is_relative_to(out_root)
+    ]
+    if not found:
+        raise ValueError(
+            f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
+        )
+    paths, places = [path for path, _ in found], [place for _, place in found]
+    boxes = _evaluate_boxes(args.boxes, found) if args.boxes else None
+    out_dir = Path(args.out)
+    earlier = _earlier_evaluation(out_dir, args.overwrite)
+
+    import torch
+
+    from . import scoreboard
+    from .cam import CAM
+    from .evaluate import Evaluation, Settings, evaluate_files, format_table
+
+    loaded, device = _load(args)
+    if loaded.task not in (None, "classify"):
+        raise ValueError(f"evaluate scores classifiers' maps; {loaded.name} is a {loaded.task} model")
+    cam = CAM(
+        loaded.model, args.layer, method=methods[0], labels=loaded.labels, score_channels=args.score_channels
+    )
+    dummy = _dummy_input(loaded, device)
+    layer_names = ",".join(name for name, _ in cam.layers(dummy))  # a wrong --layer fails here
+    from .layers import evaluating
+
+    with torch.no_grad(), evaluating(loaded.model):
+        output = loaded.model(dummy)
+    if not isinstance(output, torch.Tensor) or output.dim() != 2:
+        raise ValueError(
+            f"evaluate scores classifiers' maps; {loaded.name} does not output (N, classes) scores"
+        )
+    target = _parse_target(args.target, loaded.labels)
+    settings = Settings(
+        steps=args.steps,
+        road_fractions=fractions,
+        tolerance=args.tolerance,
+        sanity_blocks=args.sanity_blocks,
+        batch_size=args.batch_size,
+    )
+    for path in earlier:  # every argument is checked: only now is the earlier evaluation replaced
+        path.unlink(missing_ok=True)
+    progress = _Progress(len(paths), enabled=not args.quiet, show_photos=True)
+    cam.progress = progress.stage
+    evaluation, outcomes, failures = Evaluation(), [], []
+    started = time.perf_counter()
+    for outcome in evaluate_files(
+        paths,
+        loaded,
+        cam,
+        methods,
+        metrics,
+        target=target,
+        boxes=boxes,
+        places=places,
+        settings=settings,
+        evaluation=evaluation,
+        batch_size=16,
+        device=device,
+        on_progress=progress.advance,
+        on_stage=lambda stage: progress.stage(stage, 0, 1),
+    ):
+        outcomes.append(outcome)
+        if outcome.error:
+            failures.append(outcome.error)
+            progress.clear()
+            print(f"mieruka: error: {outcome.error}", file=sys.stderr)
+    progress.clear()
+    written = [scoreboard.PER_IMAGE_FILE]
+    scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)
+    if evaluation.values:
+        document = scoreboard.metrics_document(evaluation, {})
+        if "curves" in document:
+            scoreboard.plot_curves(document, out_dir / scoreboard.CURVES_PLOT)
+            written.append(scoreboard.CURVES_PLOT)
+        if "sanity" in document:
+            scoreboard.plot_sanity(document, out_dir / scoreboard.SANITY_PLOT)
+            written.append(scoreboard.SANITY_PLOT)
+        document["settings"] = _evaluate_settings(
+            args, loaded, layer_names, methods, metrics, settings, paths, failures
+        )
+        document["files"] = [*written, scoreboard.METRICS_FILE]
+        scoreboard.write_json(document, out_dir / scoreboard.METRICS_FILE)
+        if not args.quiet:
+            print(format_table(evaluation.table(), evaluation.best(evaluation.table())))
+    if loaded.random_weights:
+        print(
+            f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): its maps mean nothing",
+            file=sys.stderr,
+        )
+    if not args.quiet:
+        seconds = time.perf_counter() - started
+        print(
+            f"{len(paths) - len(failures)} of {len(paths)} image(s) evaluated at layer {layer_names} in {seconds:.1f} s"
+            f" -> {out_dir}/ ({', '.join(written)}{', ' + scoreboard.METRICS_FILE if evaluation.values else ''})"
+            + (f"; {len(failures)} failed:" if failures else "")
+        )
+        for failure in failures:
+            print(f"  {' '.join(failure.split())}")
+    return EXIT_BAD_INPUT if failures else 0
+
+
+def _check_evaluate_flags(args) -> tuple[list[str], tuple[float, ...]]:
+    from .metric_names import DEFAULT_METRICS, NEEDS_BOXES, parse_metrics
+
+    if args.metrics is None:
+        metrics = [*DEFAULT_METRICS, *(NEEDS_BOXES if args.boxes else ())]
+    else:
+        metrics = parse_metrics(args.metrics)
+    needing = [m for m in metrics if m in NEEDS_BOXES]
+    if needing and not args.boxes:
+        raise ValueError(f"--metrics {needing[0]} needs ground-truth boxes: pass --boxes FILE")
+    if args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.tolerance < 0:
+        raise ValueError(f"--tolerance must be 0 or more pixels, got {args.tolerance}")
+    if args.sanity_blocks < 1:
+        raise ValueError(f"--sanity-blocks must be at least 1, got {args.sanity_blocks}")
+    if args.score_channels is not None and args.score_channels < 1:
+        raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
+    try:
+        fractions = tuple(float(p) for p in args.road_fractions.split(",") if p.strip())
+    except ValueError:
+        raise ValueError(
+            f"--road-fractions takes shares such as 0.2,0.4, got {args.road_fractions!r}"
+        ) from None
+    if not fractions or not all(0 < p < 1 for p in fractions):
+        raise ValueError(
+            f"--road-fractions: each share must lie strictly between 0 and 1, got {args.road_fractions!r}"
+        )
+    return metrics, fractions
+
+
+def _evaluate_boxes(path: str, found: list) -> dict:
+    """The boxes file read and checked against the photos: every name found, every box inside."""
+    from .boxes import check_boxes, read_boxes
+
+    boxes = read_boxes(path)
+    by_name = {place.as_posix(): photo for photo, place in found}
+    for name, photo_boxes in boxes.items():
+        if name not in by_name:
+            raise ValueError(f"--boxes {path}: names {name}, which is not among the photos given")
+        size = _upright_size(by_name[name])
+        if size is not None:  # an unreadable photo is reported when it is evaluated
+            try:
+                check_boxes(photo_boxes, size, name)
+            except ValueError as error:
+                raise ValueError(f"--boxes {path}: {error}") from None
+    return boxes
+
+
+def _upright_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) as load_image shows the photo (EXIF rotation applied), from its header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:
+        return None
+    return (height, width) if rotated else (width, height)
+
+
+def _earlier_evaluation(out_dir: Path, overwrite: bool) -> list[Path]:
+    """The files an earlier evaluation in `out_dir` wrote (listed in its metrics.json): refused unless
+    --overwrite; otherwise removed once every argument is checked."""
+    METRICS_FILE = "metrics.json"  # scoreboard.METRICS_FILE, without importing torch
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: is a file, expected an output folder")
+    document = out_dir / METRICS_FILE
+    if not document.is_file():
+        return []
+    if not overwrite:
+        raise ValueError(
+            f"{out_dir} holds an earlier evaluation ({METRICS_FILE}): pass --overwrite to replace it, "
+            "or choose another --out"
+        )
+    try:
+        listed = json.loads(document.read_text(encoding="utf-8")).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        listed = []
+    return [out_dir / Path(name).name for name in listed if isinstance(name, str)] + [document]
+
+
+def _evaluate_settings(args, loaded, layer, methods, metrics, settings, paths, failures) -> dict:
+    import dataclasses
+
+    import torch
+    import torchvision
+
+    return {
+        "model": loaded.name,
+        "weights": loaded.weights,
+        "layer": layer,
+        "methods": methods,
+        "controls": ["random", "centre"],
+        "metrics": metrics,
+        "target": args.target,
+        "photos": len(paths),
+        "failed": len(failures),
+        **dataclasses.asdict(settings),
+        "confidence_interval": "percentile bootstrap, 95%, 1000 resamples of the photos",
+        "versions": {
+            "mieruka": _version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+        },
+    }
 
 
 def _check_explain_flags(args) -> None:

@@ -1,0 +1,406 @@
+"""Evaluate CAM methods on photos: maps per method and control, metrics per image, a table per method.
+
+The pipeline `mieruka evaluate` runs, usable from Python with tensors in and tensors out:
+:func:`evaluate_batch` scores one preprocessed batch; :func:`evaluate_files` reads photos (in
+DataLoader workers, as ``explain`` does, one unreadable photo costing only its own result) and yields
+per-photo values; :class:`Evaluation` gathers them into the table (mean and bootstrap interval per
+method and metric), mean deletion/insertion curves and sanity-check similarities.
+
+Each method explains the model's predicted class (or the class given); the random map and the
+centre prior (:mod:`mieruka.metrics.controls`) are scored beside the methods, on the same targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .boxes import Box
+from .cam import CAM
+from .images import CropBox
+from .maps import upsample
+from .metric_names import DEFAULT_METRICS, METRICS, NEEDS_BOXES, parse_metrics
+from .metrics import controls, faithfulness, localization, sanity
+from .metrics.summary import DIRECTIONS, Estimate, best, bootstrap_ci
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "METRICS",
+    "NEEDS_BOXES",
+    "BatchScores",
+    "Evaluation",
+    "PhotoScores",
+    "Settings",
+    "evaluate_batch",
+    "evaluate_files",
+    "format_table",
+    "parse_metrics",
+]
+
+CONTROL_ROWS = ("random", "centre")
+# the per-image values (table columns) each metric gives
+COLUMNS = {
+    "deletion": ("deletion",),
+    "insertion": ("insertion",),
+    "road": ("road",),
+    "drop": ("drop", "increase"),
+    "pointing": ("pointing", "energy"),
+    "sanity": ("sanity",),
+}
+
+
+@dataclass
+class Settings:
+    """How each metric is computed (see :mod:`mieruka.metrics`)."""
+
+    steps: int = 20  # deletion / insertion: points on the curve (one batched pass each)
+    deletion_substrate: str = "zeros"
+    insertion_substrate: str = "blur"
+    road_fractions: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
+    tolerance: int = 15  # pointing game, in photo pixels
+    sanity_blocks: int = 4  # cascading randomization in this many groups of layers, head first
+    batch_size: int = 64  # perturbed inputs per forward pass
+    seed: int = 0
+
+
+@dataclass
+class BatchScores:
+    """Per-image values ``values[row][column]`` (N,), per row the curves (N, P) and sanity similarities
+    (S, N) of one batch; rows are the methods and then the controls."""
+
+    values: dict[str, dict[str, torch.Tensor]]
+    targets: torch.Tensor  # (N,) the explained classes
+    curves: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # metric -> row -> (N, P)
+    fractions: dict[str, torch.Tensor] = field(default_factory=dict)  # metric -> (P,)
+    randomization: dict[str, sanity.Randomization] = field(default_factory=dict)
+
+
+def evaluate_batch(
+    cam: CAM,
+    inputs: torch.Tensor,
+    methods: Sequence[str],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    targets: torch.Tensor | int | None = None,
+    *,
+    settings: Settings | None = None,
+    photos: Sequence[tuple[CropBox, tuple[int, int], Sequence[Box] | None]] | None = None,
+    controls_seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> BatchScores:
+    """Score the maps of `methods` and of the two controls on a preprocessed batch (N, C, H, W).
+
+    `photos` (one per input: its crop box, its (width, height) and its boxes or None) is needed for
+    ``pointing``, which is computed in the photo's own pixels; a photo without boxes scores NaN there.
+
+    >>> scores = evaluate_batch(CAM(model), images, ["gradcam"], ["deletion"])  # doctest: +SKIP
+    >>> scores.values["gradcam"]["deletion"]  # (N,) areas under the deletion curve  # doctest: +SKIP
+    """
+    settings = settings or Settings()
+    model = cam.model
+    if "pointing" in metrics and photos is None:
+        raise ValueError("the pointing metric needs each photo's crop box, size and boxes (`photos`)")
+    say = progress or (lambda _: None)
+    if isinstance(targets, int):
+        targets = torch.full((len(inputs),), targets, dtype=torch.long)
+    results = cam.compare(inputs, list(methods), targets)
+    first = next(iter(results.values()))
+    if first.targets is None or first.maps.dim() != 3:
+        raise ValueError("evaluate explains one class per image of a classifier; this model's output is not")
+    chosen = first.targets.to(first.maps.device)
+    size = tuple(first.maps.shape[-2:])
+    maps = {name: result.maps for name, result in results.items()}
+    maps["random"] = random_control(
+        len(inputs), tuple(first.raw.shape[-2:]), size, controls_seed, chosen.device
+    )
+    maps["centre"] = controls.centre_prior(len(inputs), size, device=chosen.device)
+    scores = BatchScores({row: {} for row in maps}, chosen.cpu())
+    for metric in metrics:
+        for row, row_maps in maps.items():
+            say(f"{metric} {row}")
+            _score(scores, metric, row, model, inputs, row_maps, chosen, settings, photos, (cam, first.layer))
+    return scores
+
+
+def random_control(
+    count: int, grid: tuple[int, int], size: tuple[int, int], seed: int, device: torch.device | str
+) -> torch.Tensor:
+    """Random maps drawn at the methods' own resolution (`grid`, the layer's) and upsampled as theirs
+    are: a chance map of the same smoothness. Noise drawn per input pixel would delete scattered
+    pixels everywhere, which destroys a CNN's confidence faster than any object-shaped map and so
+    wins the deletion game without knowing anything."""
+    return upsample(controls.random_map(count, grid, seed=seed, device=device), size)
+
+
+def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings, photos, cam) -> None:
+    values = scores.values[row]
+    if metric in ("deletion", "insertion"):
+        curve = (faithfulness.deletion if metric == "deletion" else faithfulness.insertion)(
+            model,
+            inputs,
+            maps,
+            targets,
+            steps=settings.steps,
+            substrate=settings.deletion_substrate if metric == "deletion" else settings.insertion_substrate,
+            batch_size=settings.batch_size,
+        )
+        values[metric] = curve.auc().cpu()
+        scores.curves.setdefault(metric, {})[row] = curve.scores.cpu()
+        scores.fractions[metric] = curve.fractions.cpu()
+    elif metric == "road":
+        generator = torch.Generator(device=inputs.device).manual_seed(settings.seed)
+        result = faithfulness.road(
+            model,
+            inputs,
+            maps,
+            targets,
+            fractions=settings.road_fractions,
+            generator=generator,
+            batch_size=settings.batch_size,
+        )
+        values["road"] = result.score().cpu()
+    elif metric == "drop":
+        original, masked = faithfulness.masked_confidence(
+            model, inputs, maps, targets, batch_size=settings.batch_size
+        )
+        values["drop"] = faithfulness.average_drop(original, masked).cpu()
+        values["increase"] = faithfulness.increase_in_confidence(original, masked).float().cpu()
+    elif metric == "pointing":
+        hits, energies = [], []
+        for i, (box, photo_size, boxes) in enumerate(photos):
+            if not boxes:
+                hits.append(float("nan"))
+                energies.append(float("nan"))
+                continue
+            hit, energy = localization.localize_in_photo(
+                maps[i : i + 1], box, photo_size, boxes, settings.tolerance
+            )
+            hits.append(float(hit[0]))
+            energies.append(float(energy[0]))
+        values["pointing"], values["energy"] = torch.tensor(hits), torch.tensor(energies)
+    elif metric == "sanity":
+        check = sanity.parameter_randomization(
+            model,
+            inputs,
+            _explainer(*cam, row, maps, targets),
+            blocks=sanity.randomizable_blocks(model, at_most=settings.sanity_blocks),
+            seed=settings.seed,
+        )
+        values["sanity"] = check.spearman_abs[0].cpu()
+        scores.randomization[row] = check
+    else:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+
+
+def _explainer(cam: CAM, layers: str, row: str, maps: torch.Tensor, targets: torch.Tensor):
+    """(model, inputs) -> maps of `row` for the fixed targets at the same layers (by name, so they are
+    found in the randomized copy); a control ignores the model."""
+    if row in CONTROL_ROWS:
+        return lambda model, inputs: maps
+
+    def explain(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        copy = CAM(
+            model,
+            layers,
+            method=row,
+            eigen_smooth=cam.eigen_smooth,
+            score_channels=cam.score_channels,
+            batch_size=cam.batch_size,
+            layout=cam.layout.kind,  # the same request as the user's CAM
+            prefix_tokens=cam.layout.prefix,
+            grid=cam.layout.grid,
+        )
+        return copy(inputs, targets).maps
+
+    return explain
+
+
+# ---- photos ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class PhotoScores:
+    """One photo's outcome: its values per row and column, or an error."""
+
+    path: Path
+    place: PurePath
+    values: dict[str, dict[str, float]] = field(default_factory=dict)
+    target: int | None = None
+    error: str | None = None
+
+
+def evaluate_files(
+    paths: Sequence[Path],
+    loaded,
+    cam: CAM,
+    methods: Sequence[str],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    target: int | None = None,
+    boxes: dict[str, list[Box]] | None = None,
+    places: Sequence[PurePath] | None = None,
+    settings: Settings | None = None,
+    evaluation: Evaluation | None = None,
+    batch_size: int = 16,
+    workers: int | None = None,
+    device: torch.device | str = "cpu",
+    on_progress: Callable[[int], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> Iterator[PhotoScores]:
+    """Read `paths`, evaluate them batch by batch and yield one :class:`PhotoScores` per photo, in
+    order; curves and sanity similarities go into `evaluation` when given. Boxes are looked up by the
+    photo's place (its path under the folder given, or its bare name)."""
+    from .batch import _keep_list, _Photos, _same_size
+
+    places = list(places) if places is not None else [PurePath(path.name) for path in paths]
+    device = torch.device(device)
+    if workers is None:
+        workers = 0 if len(paths) <= 4 else 2
+    loader = DataLoader(
+        _Photos(paths, loaded.preprocess),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_keep_list,
+        prefetch_factor=2 if workers else None,
+    )
+    for batch in loader:
+        outcomes = {item[0]: PhotoScores(paths[item[0]], places[item[0]], error=item[3]) for item in batch}
+        for good in _same_size([item for item in batch if item[3] is None]):
+            inputs = torch.stack([item[1] for item in good]).to(device)
+            photos = []
+            for index, _, photo, _ in good:
+                size = (photo.shape[-1], photo.shape[-2])
+                photos.append(
+                    (loaded.preprocess.crop_box(size), size, (boxes or {}).get(_key(places[index])))
+                )
+            scores = evaluate_batch(
+                cam,
+                inputs,
+                methods,
+                metrics,
+                target,
+                settings=settings,
+                photos=photos,
+                controls_seed=good[0][0],
+                progress=on_stage,
+            )
+            if evaluation is not None:
+                evaluation.add(scores)
+            for row, (index, *_) in enumerate(good):
+                outcomes[index].target = int(scores.targets[row])
+                outcomes[index].values = {
+                    name: {column: float(value[row]) for column, value in columns.items()}
+                    for name, columns in scores.values.items()
+                }
+        for index in sorted(outcomes):
+            yield outcomes[index]
+        if on_progress:
+            on_progress(len(batch))
+
+
+def _key(place: PurePath) -> str:
+    return place.as_posix()
+
+
+# ---- the table -------------------------------------------------------------------------------------
+
+
+class Evaluation:
+    """Gathers batches (:meth:`add`) into the table (:meth:`table`), mean curves and sanity results."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, list[torch.Tensor]]] = {}
+        self.curves: dict[str, dict[str, list[torch.Tensor]]] = {}
+        self.fractions: dict[str, torch.Tensor] = {}
+        self.randomization: dict[str, list[sanity.Randomization]] = {}
+
+    def add(self, scores: BatchScores) -> None:
+        for row, columns in scores.values.items():
+            for column, value in columns.items():
+                self.values.setdefault(row, {}).setdefault(column, []).append(value)
+        for metric, rows in scores.curves.items():
+            for row, curve in rows.items():
+                self.curves.setdefault(metric, {}).setdefault(row, []).append(curve)
+        self.fractions.update(scores.fractions)
+        for row, check in scores.randomization.items():
+            self.randomization.setdefault(row, []).append(check)
+
+    def table(self, resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, Estimate]]:
+        """Row -> column -> mean and percentile-bootstrap 95% interval over the images."""
+        return {
+            row: {
+                column: bootstrap_ci(torch.cat(parts), resamples=resamples, seed=seed)
+                for column, parts in columns.items()
+            }
+            for row, columns in self.values.items()
+        }
+
+    def best(self, table: dict[str, dict[str, Estimate]]) -> dict[str, str | None]:
+        """Column -> the row with the best mean (controls included)."""
+        columns = [c for row in table.values() for c in row]
+        return {
+            column: best({row: cells[column].mean for row, cells in table.items() if column in cells}, column)
+            for column in dict.fromkeys(columns)
+        }
+
+    def mean_curves(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Metric -> row -> the mean curve (P,) over the images."""
+        return {
+            metric: {row: torch.cat(parts).mean(0) for row, parts in rows.items()}
+            for metric, rows in self.curves.items()
+        }
+
+    def mean_similarity(self) -> tuple[list[str], dict[str, dict[str, torch.Tensor]]]:
+        """Randomized blocks and row -> similarity kind -> mean (S,) over the images."""
+        blocks: list[str] = []
+        result = {}
+        for row, checks in self.randomization.items():
+            blocks = checks[0].blocks
+            result[row] = {
+                kind: torch.cat([getattr(check, kind) for check in checks], dim=1).mean(1)
+                for kind in ("spearman", "spearman_abs", "ssim")
+            }
+        return blocks, result
+
+
+def format_table(table: dict[str, dict[str, Estimate]], marks: dict[str, str | None]) -> str:
+    """The table as text: a line saying which way is better, then one row per method and control,
+    ``mean [low, high]`` per column, ``*`` on each column's best row."""
+    columns = list(dict.fromkeys(c for row in table.values() for c in row))
+    lower = [c for c in columns if DIRECTIONS[c] == "lower"]
+    higher = [c for c in columns if DIRECTIONS[c] == "higher"]
+    parts = []
+    if lower:
+        parts.append(f"lower is better: {', '.join(lower)}")
+    if higher:
+        parts.append(f"higher is better: {', '.join(higher)}")
+    header = "; ".join(parts) + "; mean [95% bootstrap interval] over the photos; * best"
+    cells = {
+        row: [_cell(values[c], marks.get(c) == row) if c in values else "-" for c in columns]
+        for row, values in table.items()
+    }
+    names = [f"{c} ({'v' if DIRECTIONS[c] == 'lower' else '^'})" for c in columns]
+    widths = [max(len(name), *(len(cells[row][i]) for row in cells)) for i, name in enumerate(names)]
+    first = max(len("method"), *(len(_row_name(row)) for row in table))
+    lines = [
+        header,
+        "  ".join([f"{'method':<{first}}", *(n.ljust(w) for n, w in zip(names, widths))]).rstrip(),
+    ]
+    for row in table:
+        line = "  ".join([f"{_row_name(row):<{first}}", *(c.ljust(w) for c, w in zip(cells[row], widths))])
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _row_name(row: str) -> str:
+    return {"random": "(random map)", "centre": "(centre prior)"}.get(row, row)
+
+
+def _cell(estimate: Estimate, marked: bool) -> str:
+    if estimate.mean != estimate.mean:
+        return "n/a"
+    return f"{estimate.mean:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]" + ("*" if marked else " ")

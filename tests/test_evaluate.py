@@ -1,0 +1,228 @@
+"""`mieruka evaluate` end to end through a subprocess, its numbers checked against the library's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from conftest import SAMPLES
+
+
+def mieruka(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mieruka", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    """A seeded 5-class resnet18, saved, so the CLI and the test load the very same network."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "net.pth"
+    torch.save(torchvision.models.resnet18(num_classes=5).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    (folder / "a").mkdir()
+    shutil.copy(SAMPLES / "cat.jpg", folder / "cat.jpg")
+    shutil.copy(SAMPLES / "coffee.jpg", folder / "a" / "coffee.jpg")
+    return folder
+
+
+MODEL = ("--model", "resnet18", "--num-classes", "5", "--device", "cpu")
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_table_json_and_per_image_agree_with_the_library(tmp_path, weights, photos):
+
+    boxes = {"cat.jpg": [[100, 50, 400, 280]], "a/coffee.jpg": [[0, 0, 120, 90]]}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    run = mieruka(
+        "evaluate", photos, *MODEL, "--weights", weights, "--method", "gradcam,layercam", "--steps", "4",
+        "--boxes", tmp_path / "boxes.json", "--out", out,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    document = json.loads((out / "metrics.json").read_text())
+    records = _lines(out / "per_image.jsonl")
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "metrics.json", "per_image.jsonl"]
+    assert (
+        document["settings"]["methods"] == ["gradcam", "layercam"]
+        and document["settings"]["layer"] == "layer4"
+    )
+    assert document["settings"]["metrics"] == ["deletion", "insertion", "drop", "pointing"]
+    assert set(document["table"]) == {"gradcam", "layercam", "random", "centre"}
+    assert document["better"] == {
+        "deletion": "lower", "insertion": "higher", "drop": "lower", "increase": "higher",
+        "pointing": "higher", "energy": "higher",
+    }  # fmt: skip
+    # 2 photos x 4 rows x 6 columns
+    assert len(records) == 48 and {r["photo"] for r in records} == {"cat.jpg", "a/coffee.jpg"}
+
+    # the same numbers from the library, on the same photos
+    from mieruka import load_model
+    from mieruka.cam import CAM
+    from mieruka.images import load_image
+    from mieruka.metrics import average_drop, deletion, insertion, localize_in_photo, masked_confidence
+
+    loaded = load_model("resnet18", str(weights), num_classes=5)
+    files = [photos / "a" / "coffee.jpg", photos / "cat.jpg"]  # sorted by path, as the CLI finds them
+    images = [load_image(f) for f in files]
+    inputs = torch.stack([loaded.preprocess(image) for image in images])
+    result = CAM(loaded.model, method="gradcam")(inputs)
+    value = {(r["photo"], r["method"], r["metric"]): r["value"] for r in records}
+    auc = deletion(loaded.model, inputs, result.maps, result.targets, steps=4).auc()
+    gain = insertion(loaded.model, inputs, result.maps, result.targets, steps=4).auc()
+    drop = average_drop(*masked_confidence(loaded.model, inputs, result.maps, result.targets))
+    for i, name in enumerate(["a/coffee.jpg", "cat.jpg"]):
+        assert value[(name, "gradcam", "deletion")] == pytest.approx(auc[i].item(), abs=1e-5)
+        assert value[(name, "gradcam", "insertion")] == pytest.approx(gain[i].item(), abs=1e-5)
+        assert value[(name, "gradcam", "drop")] == pytest.approx(drop[i].item(), abs=1e-5)
+        box = loaded.preprocess.crop_box(images[i].size)
+        hit, energy = localize_in_photo(result.maps[i : i + 1], box, images[i].size, boxes[name])
+        assert value[(name, "gradcam", "pointing")] == float(hit[0])
+        assert value[(name, "gradcam", "energy")] == pytest.approx(energy[0].item(), abs=1e-5)
+        assert {r["target"] for r in records if r["photo"] == name} == {int(result.targets[i])}
+    # the table's means are the per-image means; the interval holds the mean
+    for row, cells in document["table"].items():
+        for column, cell in cells.items():
+            per_image = [value[(name, row, column)] for name in ("cat.jpg", "a/coffee.jpg")]
+            assert cell["mean"] == pytest.approx(sum(per_image) / 2, abs=2e-6)
+            assert cell["low"] - 1e-9 <= cell["mean"] <= cell["high"] + 1e-9 and cell["images"] == 2
+    # the terminal table: a header with the directions, one line per row, the best cell marked
+    table = run.stdout.splitlines()
+    assert table[0].startswith("lower is better: deletion, drop; higher is better: insertion, increase")
+    assert [line.split()[0] for line in table[2:6]] == ["gradcam", "layercam", "(random", "(centre"]
+    gradcam_line = table[2]
+    assert f"{document['table']['gradcam']['deletion']['mean']:.3f}" in gradcam_line
+    best = document["best"]["deletion"]
+    marked = next(
+        line
+        for line in table[2:6]
+        if line.startswith({"random": "(random", "centre": "(centre"}.get(best, best))
+    )
+    assert f"{document['table'][best]['deletion']['mean']:.3f} [" in marked and "]*" in marked
+    assert len(document["curves"]["deletion"]["fractions"]) == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--metrics", "deletion,bogus"), "unknown metric 'bogus'"),
+        (("--method", "gradcam,nosuchcam"), "nosuchcam"),
+        (("--metrics", "pointing"), "--metrics pointing needs ground-truth boxes: pass --boxes FILE"),
+        (("--steps", "0"), "--steps must be at least 1"),
+        (("--road-fractions", "0.5,1.5"), "--road-fractions"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(tmp_path, args, message):
+    run = mieruka("evaluate", SAMPLES / "cat.jpg", *args, "--out", tmp_path / "out")
+    assert run.returncode == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1, run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("boxes", "message"),
+    [
+        ({"dog.jpg": [[0, 0, 10, 10]]}, "names dog.jpg, which is not among the photos given"),
+        ({"cat.jpg": [[0, 0, 10000, 10]]}, "cat.jpg: box [0.0, 0.0, 10000.0, 10.0] lies outside the"),
+        ({"cat.jpg": [[0, 0, 10]]}, "is not four numbers"),
+    ],
+)
+def test_bad_boxes_are_one_line_and_exit_2(tmp_path, boxes, message):
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    run = mieruka(
+        "evaluate", SAMPLES / "cat.jpg", "--boxes", tmp_path / "boxes.json", "--out", tmp_path / "out"
+    )
+    assert run.returncode == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1, run.stderr
+
+
+def test_a_bad_photo_is_reported_and_the_good_ones_evaluated(tmp_path, weights):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "rocket.jpg", folder / "rocket.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "out"
+    run = mieruka(
+        "evaluate", folder, *MODEL, "--weights", weights, "--method", "gradcam", "--metrics", "drop", "--out", out
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert "broken.jpg" in run.stderr and "1 of 2 image(s) evaluated" in run.stdout
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["settings"]["failed"] == 1 and document["table"]["gradcam"]["drop"]["images"] == 1
+    records = _lines(out / "per_image.jsonl")
+    assert next(r for r in records if "error" in r)["photo"] == "broken.jpg"
+    assert {r["photo"] for r in records if "value" in r} == {"rocket.jpg"}
+    # a second run into the same folder is refused unless --overwrite
+    again = mieruka(
+        "evaluate", folder / "rocket.jpg", *MODEL, "--weights", weights, "--metrics", "drop", "--out", out
+    )
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    assert json.loads((out / "metrics.json").read_text()) == document
+    again = mieruka(
+        "evaluate", folder / "rocket.jpg", *MODEL, "--weights", weights, "--metrics", "drop", "--out", out,
+        "--overwrite", "--quiet",
+    )  # fmt: skip
+    assert again.returncode == 0 and again.stdout == ""
+    assert json.loads((out / "metrics.json").read_text())["settings"]["failed"] == 0
+
+
+def test_sanity_and_road_write_their_numbers_and_the_plot(tmp_path, weights):
+    out = tmp_path / "out"
+    run = mieruka(
+        "evaluate", SAMPLES / "cat.jpg", *MODEL, "--weights", weights, "--method", "gradcam",
+        "--metrics", "sanity,road", "--sanity-blocks", "2", "--road-fractions", "0.5", "--out", out,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    document = json.loads((out / "metrics.json").read_text())
+    assert len(document["sanity"]["blocks"]) == 2 and len(document["sanity"]["gradcam"]["spearman_abs"]) == 2
+    # a control knows nothing of the model: its map does not change at all
+    assert document["table"]["centre"]["sanity"]["mean"] == pytest.approx(1.0)
+    assert document["sanity"]["gradcam"]["spearman_abs"][0] == pytest.approx(
+        document["table"]["gradcam"]["sanity"]["mean"]
+    )
+    assert -0.5 <= document["table"]["gradcam"]["road"]["mean"] <= 0.5
+    assert (out / "sanity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (out / "curves.png").exists()
+
+
+def test_the_default_model_on_a_sample_photo(tmp_path):
+    run = mieruka(
+        "evaluate", SAMPLES / "cat.jpg", "--method", "gradcam", "--steps", "4", "--out", tmp_path / "out"
+    )
+    assert run.returncode == 0, run.stderr
+    document = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert document["settings"]["model"] == "efficientnet_lite0" and document["settings"]["layer"]
+    # a trained model's Grad-CAM beats the random map on deletion on this photo
+    assert document["table"]["gradcam"]["deletion"]["mean"] < document["table"]["random"]["deletion"]["mean"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--help"],
+        ["evaluate", str(SAMPLES / "cat.jpg"), "--metrics", "bogus"],
+        ["evaluate", str(SAMPLES / "cat.jpg"), "--metrics", "pointing"],
+        ["evaluate", str(SAMPLES / "cat.jpg"), "--method", "gradkam"],
+    ],
+)
+def test_help_and_flag_errors_do_not_import_torch(argv):
+    code = (
+        "import sys\nfrom mieruka.cli import main\ntry:\n"
+        f"    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "sys.stderr.write('TORCH=%s' % ('torch' in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "TORCH=False" in run.stderr, run.stderr
