@@ -141,6 +141,7 @@ def main() -> None:
                 continue
             if round_ >= 0:
                 times[name].append(time.perf_counter() - start)
+            print(f"round {round_}: {name} {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
             outputs.setdefault(name, out)
     ours_deletion = outputs["mieruka deletion"].mean().item()
     ours_both = [v.mean().item() for v in outputs["mieruka deletion + insertion"]]
