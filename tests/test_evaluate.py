@@ -226,3 +226,30 @@ def test_help_and_flag_errors_do_not_import_torch(argv):
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "TORCH=False" in run.stderr, run.stderr
+
+
+def test_evaluation_gathers_batches_into_the_table():
+    from mieruka.evaluate import BatchScores, Evaluation, format_table
+
+    evaluation = Evaluation()
+    for deletion_values, drop_values in (([0.1, 0.3], [0.2, float("nan")]), ([0.2], [0.4])):
+        evaluation.add(
+            BatchScores(
+                {
+                    "gradcam": {"deletion": torch.tensor(deletion_values), "drop": torch.tensor(drop_values)},
+                    "random": {
+                        "deletion": torch.tensor(deletion_values) + 1,
+                        "drop": torch.tensor(drop_values) - 0.1,
+                    },
+                },
+                torch.zeros(len(deletion_values), dtype=torch.long),
+            )
+        )
+    table = evaluation.table()
+    assert table["gradcam"]["deletion"].mean == pytest.approx(0.2)
+    assert table["gradcam"]["drop"].mean == pytest.approx(0.3)  # the NaN is left out
+    assert evaluation.best(table) == {"deletion": "gradcam", "drop": "random"}
+    text = format_table(table, evaluation.best(table)).splitlines()
+    assert text[0].startswith("lower is better: deletion, drop;")
+    assert text[2].startswith("gradcam") and "0.200 [" in text[2] and "]*" in text[2]
+    assert text[3].startswith("(random map)") and text[3].rstrip().endswith("]*")

@@ -260,7 +260,7 @@ def _evaluate_parser(commands) -> None:
         help="score CAM methods on your photos: faithfulness, localization, sanity",
         description="Can I trust this map? Score each method's maps of the predicted class (or --target) on\n"
         "the photos, beside two controls that know nothing of the model (a random map, a centre prior):\n"
-        "a table of means with 95%% bootstrap intervals in the terminal, the best row per metric marked,\n"
+        "a table of means with 95% bootstrap intervals in the terminal, the best row per metric marked,\n"
         "and in --out: metrics.json (the table and the settings), per_image.jsonl, curves.png and\n"
         "sanity.png. Metrics (cost per photo and method or control, in forward passes of the model):\n"
         "  deletion   area under the deletion curve, pixels -> 0 most salient first; lower is better\n"

@@ -114,9 +114,9 @@ def evaluate_batch(
     chosen = first.targets.to(first.maps.device)
     size = tuple(first.maps.shape[-2:])
     maps = {name: result.maps for name, result in results.items()}
-    maps["random"] = random_control(
-        len(inputs), tuple(first.raw.shape[-2:]), size, controls_seed, chosen.device
-    )
+    # the layer's grid: the coarsest raw map (guided methods' are at the input's resolution)
+    grid = min((tuple(r.raw.shape[-2:]) for r in results.values()), key=lambda g: g[0] * g[1])
+    maps["random"] = random_control(len(inputs), grid, size, controls_seed, chosen.device)
     maps["centre"] = controls.centre_prior(len(inputs), size, device=chosen.device)
     scores = BatchScores({row: {} for row in maps}, chosen.cpu())
     for metric in metrics:
