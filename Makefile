@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
 
-.PHONY: demo test lint bench bench-quick clean
+.PHONY: demo test test-quick lint bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+test-quick: $(VENV)/.installed-dev  # no model training, no end-to-end runs of the command
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -81,3 +81,22 @@ def held_out():
     from synthetic import make_shapes
 
     return make_shapes(300, seed=999)
+
+
+# ---- the quick subset ------------------------------------------------------------------------------
+
+TRAINED = {"shapes_net", "shapes_vit", "pairs_net", "shapes_segmenter"}  # fixtures that train a model
+END_TO_END = {"test_cli", "test_tasks", "test_evaluate"}  # modules that run the command in subprocesses
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: trains a model or runs the command end to end; `make test-quick` leaves it out"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if TRAINED & set(getattr(item, "fixturenames", ())) or (module and module.__name__ in END_TO_END):
+            item.add_marker(pytest.mark.slow)
