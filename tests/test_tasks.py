@@ -207,6 +207,7 @@ def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):
         (["--max-objects", "0"], "--max-objects"),
         (["--task", "classify", "--reference", "cat.jpg"], "--reference"),
         (["--task", "segment", "--style", "boxes"], "--style boxes"),
+        (["--style", "boxes"], "--style boxes"),  # told from the model: a classifier, refused before writing
     ],
 )
 def test_task_flags_that_do_not_fit_are_refused_in_one_line(flags, message, tmp_path):

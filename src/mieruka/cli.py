@@ -540,6 +540,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(_dummy_input(loaded, device)))
     task = _task(args, loaded, device)
+    if args.style == "boxes" and task != "detect":
+        raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")
     target = _task_target(args, task, loaded, device)
     if earlier is not None:  # every argument is checked: only now is the earlier run replaced
         earlier.remove()

@@ -44,6 +44,8 @@ class DetectionTarget(Target):
     ) -> None:
         if max_objects is not None and max_objects < 1:
             raise TargetError(f"max_objects must be at least 1, got {max_objects}")
+        if not 0.0 <= min_score <= 1.0:
+            raise TargetError(f"min_score is a detection score in [0, 1], got {min_score}")
         if not 0.0 <= iou < 1.0:
             raise TargetError(f"the IoU threshold is in [0, 1), got {iou}")
         self.min_score, self.max_objects, self.iou = min_score, max_objects, iou

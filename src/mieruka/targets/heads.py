@@ -214,6 +214,13 @@ class SimilarityTarget(Target):
             )
             raise TargetError(f"a reference embedding is a tensor (D,) or (N, D), got {shape}")
         self.reference = reference.detach().float()
+        if (
+            not torch.isfinite(self.reference).all()
+            or (self.reference.reshape(-1, reference.shape[-1]).norm(dim=1) == 0).any()
+        ):
+            raise TargetError(
+                "a reference embedding must be finite and not all zero: cosine similarity to it is undefined"
+            )
 
     def select(self, output: object, labels: list[str] | None) -> Targets:
         embeddings = _embeddings(output).detach()
