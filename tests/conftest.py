@@ -83,6 +83,22 @@ def held_out():
     return make_shapes(300, seed=999)
 
 
+def hook_count(model: nn.Module) -> int:
+    """Hooks registered on any module of `model`: a call must leave as many as it found."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
+
+
+def model_state(model: nn.Module) -> tuple:
+    """What a call must leave as it found: every module's mode, each parameter's flags and .grad, hooks."""
+    return (
+        [m.training for m in model.modules()],
+        [(p.requires_grad, p.grad) for p in model.parameters()],
+        hook_count(model),
+    )
+
+
 # ---- the quick subset ------------------------------------------------------------------------------
 
 TRAINED = {"shapes_net", "shapes_vit", "pairs_net", "shapes_segmenter"}  # fixtures that train a model

@@ -13,6 +13,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from conftest import hook_count
 from mieruka import CAM
 from mieruka.methods import get_method, parse_methods
 from mieruka.methods.attention import (
@@ -210,12 +211,6 @@ def test_captured_attention_and_gradients_are_the_models():
     torch.testing.assert_close(captured.logits, model(x))
 
 
-def hooks(model: nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
-    )
-
-
 def fused_flags(model: nn.Module) -> list[bool]:
     return [block.attn.fused_attn for block in model.blocks]
 
@@ -229,7 +224,7 @@ def test_the_model_is_unchanged_after_a_call():
     for method in ("rollout", "gae"):
         attention_maps(model, x, pick, method)
     assert fused_flags(model) == before == [True, False, True, True]
-    assert hooks(model) == 0
+    assert hook_count(model) == 0
     assert all(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
     assert x._version == version and torch.is_grad_enabled()
@@ -246,12 +241,12 @@ def test_the_model_is_restored_when_the_forward_raises():
     with pytest.raises(RuntimeError, match="boom"):
         attention_maps(model, torch.randn(1, 3, 64, 64), pick, "gae")
     handle.remove()
-    assert fused_flags(model) == before and hooks(model) == 0
+    assert fused_flags(model) == before and hook_count(model) == 0
     assert all(m.training for m in model.modules()) and torch.is_grad_enabled()
     with pytest.raises(RuntimeError, match="boom"), recording_attention(model, differentiable=True):
         torch.set_grad_enabled(False)
         raise RuntimeError("boom")
-    assert torch.is_grad_enabled() and fused_flags(model) == before and hooks(model) == 0
+    assert torch.is_grad_enabled() and fused_flags(model) == before and hook_count(model) == 0
 
 
 def test_the_callers_no_grad_and_inference_mode_give_the_same_maps():

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from conftest import random_model
+from conftest import hook_count, random_model
 from mieruka import GradCAM
 from mieruka.capture import capture
 from mieruka.layers import LayerError
@@ -46,12 +46,6 @@ def _state(model: nn.Module):
     )
 
 
-def _hook_count(model: nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
-    )
-
-
 def test_model_and_inputs_are_left_as_they_were():
     model = random_model("resnet18")
     model.train()
@@ -65,7 +59,7 @@ def test_model_and_inputs_are_left_as_they_were():
     assert [t for _, t in before[0]] == [t for _, t in after[0]]
     assert [(r, g) for _, r, g in before[1]] == [(r, g) for _, r, g in after[1]]
     assert all(p.grad is None for p in model.parameters())
-    assert _hook_count(model) == 0
+    assert hook_count(model) == 0
     assert x._version == version and not x.requires_grad
 
 
@@ -84,7 +78,7 @@ def test_hooks_removed_and_mode_restored_when_forward_raises():
     with pytest.raises(RuntimeError, match="boom"):
         GradCAM(model, "conv")(torch.randn(1, 3, 8, 8))
     assert model.training and all(m.training for m in model.modules())
-    assert _hook_count(model) == 0
+    assert hook_count(model) == 0
     assert torch.is_grad_enabled()
 
 
@@ -149,7 +143,7 @@ def test_a_layer_that_runs_twice_is_refused():
     model = random_model("resnet18")  # each BasicBlock calls its ReLU module twice
     with pytest.raises(LayerError, match="runs 2 times"):
         GradCAM(model, "layer4.1.relu")(torch.randn(1, 3, 64, 64))
-    assert _hook_count(model) == 0
+    assert hook_count(model) == 0
 
 
 def test_batch_equals_per_image_results():

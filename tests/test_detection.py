@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from conftest import model_state
 from mieruka import CAM, CropBox, GradCAM
 from mieruka.geometry import Frame, recording, to_input
 from mieruka.layers import auto_layer, seen_size
@@ -208,24 +209,13 @@ def test_automatic_layers_of_torchvision_detectors(detector, photos):
     assert auto_layer(ssd, photos) == "backbone.features.1"
 
 
-def _state(model: nn.Module):
-    return (
-        [m.training for m in model.modules()],
-        [(p.requires_grad, p.grad) for p in model.parameters()],
-        sum(
-            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-            for m in model.modules()
-        ),
-    )
-
-
 @pytest.mark.parametrize("raises", [False, True])
 def test_no_side_effects_on_a_detector(raises):
     model = build_detector()
     model.train()
     model.backbone.body.eval()  # a mixed mode comes back mixed
     model.roi_heads.requires_grad_(False)
-    before = _state(model)
+    before = model_state(model)
     x = torch.rand(1, 3, 96, 96)
     version = x._version
     cam = CAM(model, LAYER, labels=LABELS)
@@ -234,7 +224,7 @@ def test_no_side_effects_on_a_detector(raises):
             cam(x, DetectionTarget(classes=["unicorn"]))
     else:
         cam(x, DetectionTarget(min_score=0.0, max_objects=2))
-    assert _state(model) == before
+    assert model_state(model) == before
     assert all(p.grad is None for p in model.parameters())
     assert x._version == version and torch.is_grad_enabled()
 

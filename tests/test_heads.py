@@ -13,6 +13,7 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import hook_count
 from mieruka import CAM, GradCAM
 from mieruka.metrics import pointing_game
 from mieruka.targets import (
@@ -43,12 +44,6 @@ def min_max(maps: torch.Tensor) -> torch.Tensor:
     """
     low, high = maps.amin((-2, -1), keepdim=True), maps.amax((-2, -1), keepdim=True)
     return (maps - low) / (high - low)
-
-
-def hook_count(model: nn.Module) -> int:
-    return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
-    )
 
 
 # ---- binary: one logit, sigmoid ---------------------------------------------------------------------

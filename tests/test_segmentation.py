@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import model_state
 from mieruka import CAM, GradCAM
 from mieruka.layers import auto_layer
 from mieruka.metrics.localization import pointing_game
@@ -252,24 +253,13 @@ def test_a_model_without_per_pixel_scores_is_refused():
         SegmentationTarget(mask=torch.ones(2, 2, dtype=torch.bool), box=(0, 0, 1, 1))
 
 
-def _state(model: nn.Module):
-    return (
-        [m.training for m in model.modules()],
-        [(p.requires_grad, p.grad) for p in model.parameters()],
-        sum(
-            len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-            for m in model.modules()
-        ),
-    )
-
-
 @pytest.mark.parametrize("raises", [False, True])
 def test_no_side_effects_on_a_segmenter(raises):
     model = _deeplab()
     model.train()
     model.backbone.eval()  # a mixed mode comes back mixed
     model.classifier.requires_grad_(False)
-    before = _state(model)
+    before = model_state(model)
     x = torch.randn(1, 3, 64, 64)
     version = x._version
     target = SegmentationTarget(0, mask=torch.ones(32, 32, dtype=torch.bool) if raises else None)
@@ -278,7 +268,7 @@ def test_no_side_effects_on_a_segmenter(raises):
             GradCAM(model, "backbone.16")(x, target)
     else:
         GradCAM(model, "backbone.16")(x, target)
-    assert _state(model) == before
+    assert model_state(model) == before
     assert all(p.grad is None for p in model.parameters())
     assert x._version == version and torch.is_grad_enabled()
 
