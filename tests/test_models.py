@@ -110,6 +110,17 @@ def test_not_a_checkpoint(tmp_path):
         load_model("resnet18", path)
 
 
+def test_a_damaged_file_is_not_mistaken_for_a_pickled_model(tmp_path):
+    """Bytes the safe loader cannot read are a damaged file: never advise --trust-checkpoint for them."""
+    path = tmp_path / "damaged.pth"
+    path.write_bytes(b"garbage")
+    with pytest.raises(
+        ModelError, match=r"not a PyTorch checkpoint, or a damaged one \(Unsupported operand"
+    ) as raised:
+        load_model("resnet18", path)
+    assert "trust" not in str(raised.value)
+
+
 def test_named_weights_come_only_from_the_local_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ModelError, match=r"IMAGENET1K_V1: not in the local torch cache"):

@@ -341,7 +341,7 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
+        if "Unsupported global" in str(error):  # a pickled class; other failures are a damaged file
             if not trust:
                 raise ModelError(
                     f"--weights {path}: holds pickled Python objects (a whole model?), which can run code "
@@ -349,7 +349,14 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
                 ) from None
             data = torch.load(path, map_location="cpu", weights_only=False)
         else:
-            raise ModelError(f"--weights {path}: not a PyTorch checkpoint ({_first_line(error)})") from None
+            text = str(error)  # torch's safe unpickler puts the real reason after its own advice
+            reason = (
+                text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
+            )
+            reason = reason.strip().splitlines()[0][:200] if reason.strip() else type(error).__name__
+            raise ModelError(
+                f"--weights {path}: not a PyTorch checkpoint, or a damaged one ({reason})"
+            ) from None
     return _find_state_dict(data, path)
 
 
