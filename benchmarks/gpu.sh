@@ -23,13 +23,13 @@ step() {  # step SECONDS COMMAND...: run it, report its time and status, carry o
     timeout "$limit" "$@" || { echo "!! failed or timed out (status $?): $*"; failed=1; }
     echo "== $((SECONDS - start)) s"
 }
-step 150 "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py "tests/test_capture.py::test_model_on_device"
-step 200 "$python" benchmarks/run.py --device cuda --rounds 5 --no-folder --out cuda-fp32.md "$@"
-step 60 "$python" benchmarks/run.py --device cuda --autocast bf16 --rounds 5 --no-folder --no-methods --no-memory \
+step 120 "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py "tests/test_capture.py::test_model_on_device"
+step 180 "$python" benchmarks/run.py --device cuda --rounds 5 --no-folder --out cuda-fp32.md "$@"
+step 45 "$python" benchmarks/run.py --device cuda --autocast bf16 --rounds 5 --no-folder --no-methods --no-memory \
     --out cuda-bf16.md "$@"
 export BENCH_DEVICE=cuda
-step 60 "$python" benchmarks/transformers.py --rounds 7 --output benchmarks/results/cuda-transformers.md
+step 50 "$python" benchmarks/transformers.py --rounds 7 --output benchmarks/results/cuda-transformers.md
 step 60 "$python" benchmarks/faithfulness.py --rounds 3 --output benchmarks/results/cuda-faithfulness.md
-step 60 "$python" benchmarks/detection.py --rounds 5 --output benchmarks/results/cuda-detection.md
+step 50 "$python" benchmarks/detection.py --rounds 5 --output benchmarks/results/cuda-detection.md
 if [ -n "${OUT:-}" ]; then cp benchmarks/results/cuda-*.md "$OUT"/ 2>/dev/null; fi
 exit $failed
