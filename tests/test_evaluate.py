@@ -163,6 +163,47 @@ def test_an_unreadable_boxes_file_is_one_line_and_exit_2(tmp_path, boxes, messag
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("case", ["folder-in-the-way", "a-file", "under-a-file", "proc"])
+def test_an_output_folder_that_cannot_take_the_results_is_refused_before_any_model_work(tmp_path, case):
+    """Found up front, not after the whole evaluation; --model names no model, so a check that came
+    after the model's loading would say so instead."""
+    out = tmp_path / "out"
+    if case == "folder-in-the-way":
+        (out / "per_image.jsonl").mkdir(parents=True)
+        message = (
+            f"--out {out}: {out / 'per_image.jsonl'} is a folder, and evaluate writes a file there: "
+            "move it away or choose another --out"
+        )
+    elif case == "a-file":
+        out.write_text("")
+        message = f"--out {out}: {out} is a file, not a folder: choose another --out"
+    elif case == "under-a-file":
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" / "out"
+        message = f"--out {out}: {tmp_path / 'file'} is a file, not a folder: choose another --out"
+    else:  # os.access says yes to root here; a file is tried
+        if not Path("/proc/self").exists():
+            pytest.skip("no /proc")
+        out = Path("/proc/mieruka-out")
+        message = "--out /proc/mieruka-out: cannot write there (/proc is not a writable folder): choose"
+    run = mieruka("evaluate", SAMPLES / "cat.jpg", "--model", "no_such_model", "--out", out)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(f"mieruka: error: {message}"), run.stderr
+
+
+def test_the_out_check_knows_every_file_evaluate_writes():
+    from mieruka import scoreboard
+    from mieruka.cli import EVALUATE_FILES
+
+    names = (
+        scoreboard.PER_IMAGE_FILE,
+        scoreboard.METRICS_FILE,
+        scoreboard.CURVES_PLOT,
+        scoreboard.SANITY_PLOT,
+    )
+    assert sorted(EVALUATE_FILES) == sorted(names)
+
+
 def _noise(path: Path, seed: int, size: tuple[int, int] = (64, 48)) -> None:
     """A small photo of seeded noise: a map with a peak somewhere, unlike on a flat colour."""
     pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=torch.Generator().manual_seed(seed))

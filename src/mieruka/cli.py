@@ -645,6 +645,7 @@ def run_evaluate(args) -> int:
     paths, places = [path for path, _ in found], [place for _, place in found]
     out_dir = Path(args.out)
     earlier = _earlier_evaluation(out_dir, args.overwrite)
+    _check_evaluate_out(out_dir)
     truth = None
     if args.boxes is not None or args.masks is not None:
         from .boxes import ground_truth
@@ -711,23 +712,29 @@ def run_evaluate(args) -> int:
             progress.clear()
             print(f"mieruka: error: {outcome.error}", file=sys.stderr)
     progress.clear()
+    if evaluation.values and not args.quiet:  # shown before the files are written: never lost
+        print(format_table(evaluation.table(), evaluation.best(evaluation.table())))
     written = [scoreboard.PER_IMAGE_FILE]
-    scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)
-    if evaluation.values:
-        document = scoreboard.metrics_document(evaluation, {})
-        if "curves" in document:
-            scoreboard.plot_curves(document, out_dir / scoreboard.CURVES_PLOT)
-            written.append(scoreboard.CURVES_PLOT)
-        if "sanity" in document:
-            scoreboard.plot_sanity(document, out_dir / scoreboard.SANITY_PLOT)
-            written.append(scoreboard.SANITY_PLOT)
-        document["settings"] = _evaluate_settings(
-            args, loaded, layer_names, methods, metrics, settings, paths, failures
-        )
-        document["files"] = [*written, scoreboard.METRICS_FILE]
-        scoreboard.write_json(document, out_dir / scoreboard.METRICS_FILE)
-        if not args.quiet:
-            print(format_table(evaluation.table(), evaluation.best(evaluation.table())))
+    try:
+        scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)
+        if evaluation.values:
+            document = scoreboard.metrics_document(evaluation, {})
+            if "curves" in document:
+                scoreboard.plot_curves(document, out_dir / scoreboard.CURVES_PLOT)
+                written.append(scoreboard.CURVES_PLOT)
+            if "sanity" in document:
+                scoreboard.plot_sanity(document, out_dir / scoreboard.SANITY_PLOT)
+                written.append(scoreboard.SANITY_PLOT)
+            document["settings"] = _evaluate_settings(
+                args, loaded, layer_names, methods, metrics, settings, paths, failures
+            )
+            document["files"] = [*written, scoreboard.METRICS_FILE]
+            scoreboard.write_json(document, out_dir / scoreboard.METRICS_FILE)
+    except OSError as error:  # the folder was checked up front; a disk can still fill up
+        raise ValueError(
+            f"--out {out_dir}: cannot write the results there ({error.strerror or error}): "
+            "free some space or choose another --out"
+        ) from None
     if loaded.random_weights:
         print(
             f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): its maps mean nothing",
@@ -785,13 +792,26 @@ def _check_evaluate_flags(args) -> tuple[list[str], tuple[float, ...]]:
     return metrics, fractions
 
 
+EVALUATE_FILES = ("per_image.jsonl", "metrics.json", "curves.png", "sanity.png")  # scoreboard's names
+
+
+def _check_evaluate_out(out_dir: Path) -> None:
+    """No folder stands where evaluate writes a file: found before any model work, not at the end."""
+    for name in EVALUATE_FILES:
+        if (out_dir / name).exists() and not (out_dir / name).is_file():
+            raise ValueError(
+                f"--out {out_dir}: {out_dir / name} is a folder, and evaluate writes a file there: "
+                "move it away or choose another --out"
+            )
+
+
 def _earlier_evaluation(out_dir: Path, overwrite: bool) -> list[Path]:
     """The files an earlier evaluation in `out_dir` wrote (listed in its metrics.json): refused unless
     --overwrite; otherwise removed once every argument is checked."""
     METRICS_FILE = "metrics.json"  # scoreboard.METRICS_FILE, without importing torch
 
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: is a file, expected an output folder")
+        raise ValueError(f"--out {out_dir}: is a file, expected an output folder: choose another --out")
     document = out_dir / METRICS_FILE
     if not document.is_file():
         return []
@@ -885,8 +905,27 @@ def _check_files_exist(args) -> None:
     existing = Path(args.out).resolve()
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {args.out}: cannot write there ({existing} is not a writable folder)")
+    if not existing.is_dir():
+        raise ValueError(f"--out {args.out}: {existing} is a file, not a folder: choose another --out")
+    if not _can_write_in(existing):
+        raise ValueError(
+            f"--out {args.out}: cannot write there ({existing} is not a writable folder): "
+            "choose another --out"
+        )
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, by making one (gone once closed): os.access alone
+    tells root yes where nothing can be written, such as /proc, and the run would fail at its end."""
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _has_attention(model) -> bool:
