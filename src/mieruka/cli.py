@@ -29,13 +29,21 @@ EVALUATE_EXAMPLES = """examples:
   mieruka evaluate samples --method gradcam,gradcam++,layercam,scorecam
   mieruka evaluate photos/ --method gradcam,layercam --metrics deletion,insertion,drop,road --out eval
   mieruka evaluate photos/ --metrics pointing,drop --boxes boxes.json --out eval
+  mieruka evaluate photos/ --metrics pointing --masks masks/ --out eval
   mieruka evaluate photos/ --metrics sanity --method gradcam,guidedbackprop --out eval
 
-boxes files (photo names as found: a/cat.jpg under a folder given, cat.jpg given directly;
-corners in the original photo's pixels):
+boxes files (photo names as found: a/cat.jpg under a folder given, cat.jpg given directly, or the
+end of a path that fits one photo only; corners in the original photo's pixels, upright):
   {"cat.jpg": [[x0, y0, x1, y1], ...]}            JSON
+  {"cat.jpg": {"boxes": [...], "mask": "m.png"}}  JSON with a mask file (relative to the JSON file)
   {"images": [...], "annotations": [...]}          COCO-style JSON (bbox = [x, y, width, height])
   photo,x0,y0,x1,y1                                CSV, one box a row
+A box up to 1 px past the photo's edge is clipped to it; one further out, or empty, fails its photo.
+masks (--masks DIR): PNG files the size of the original photo (upright), nonzero = object, one per
+photo at its path with .png for its suffix: photos/a/cat.jpg (photos/ given) -> DIR/a/cat.png.
+A photo with a mask is scored on it, otherwise on its boxes. A name that fits no photo is a warning,
+one that fits two an error for both; a box or mask that does not fit its photo fails that photo
+only (exit status 2), and the others are still evaluated.
 """
 
 LAYERS_EXAMPLES = """examples:
@@ -271,8 +279,9 @@ def _evaluate_parser(commands) -> None:
         "             Confidence, higher is better (1 pass)\n"
         "  road       ROAD (LeRF - MoRF)/2 with noisy linear imputation; higher is better. SLOW on a CPU:\n"
         "             2 x --road-fractions passes plus an imputation of each (seconds per photo at 224 px)\n"
-        "  pointing   pointing game (the map's peak within 15 px of a box) and energy inside the boxes,\n"
-        "             in the photo's own pixels; higher is better; needs --boxes (no passes)\n"
+        "  pointing   pointing game (the map's peak within 15 px of a box or mask) and energy inside\n"
+        "             them, in the photo's own pixels; higher is better; needs --boxes or --masks\n"
+        "             (no passes)\n"
         "  sanity     Spearman of |map| with the head randomized (Adebayo et al.); lower is better. SLOW:\n"
         "             one map per --sanity-blocks block and method (Score-CAM: a pass per channel each)\n"
         "Score-CAM itself costs one pass per channel of the layer (1280 on the default model).",
@@ -293,10 +302,15 @@ def _evaluate_parser(commands) -> None:
         default=None,
         metavar="NAMES",
         help="comma-separated: deletion, insertion, drop, road, pointing, sanity "
-        "(default: deletion,insertion,drop; and pointing with --boxes)",
+        "(default: deletion,insertion,drop; and pointing with --boxes or --masks)",
     )
     evaluate.add_argument(
         "--boxes", metavar="FILE", help="ground-truth boxes (JSON, COCO-style JSON or CSV; below)"
+    )
+    evaluate.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="ground-truth masks: a folder of PNGs named like the photos, nonzero = object (below)",
     )
     evaluate.add_argument(
         "--out", "-o", default="mieruka-eval", metavar="DIR", help="output folder (default: %(default)s)"
@@ -629,9 +643,16 @@ def run_evaluate(args) -> int:
             f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
         )
     paths, places = [path for path, _ in found], [place for _, place in found]
-    boxes = _evaluate_boxes(args.boxes, found) if args.boxes else None
     out_dir = Path(args.out)
     earlier = _earlier_evaluation(out_dir, args.overwrite)
+    _check_evaluate_out(out_dir)
+    truth = None
+    if args.boxes is not None or args.masks is not None:
+        from .boxes import ground_truth
+
+        truth, notes = ground_truth(found, args.boxes, args.masks)  # a file that cannot be read: here
+        for note in notes if "pointing" in metrics else ():
+            print(f"mieruka: warning: {note}", file=sys.stderr)
 
     import torch
 
@@ -676,7 +697,7 @@ def run_evaluate(args) -> int:
         methods,
         metrics,
         target=target,
-        boxes=boxes,
+        truth=truth,
         places=places,
         settings=settings,
         evaluation=evaluation,
@@ -691,23 +712,29 @@ def run_evaluate(args) -> int:
             progress.clear()
             print(f"mieruka: error: {outcome.error}", file=sys.stderr)
     progress.clear()
+    if evaluation.values and not args.quiet:  # shown before the files are written: never lost
+        print(format_table(evaluation.table(), evaluation.best(evaluation.table())))
     written = [scoreboard.PER_IMAGE_FILE]
-    scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)
-    if evaluation.values:
-        document = scoreboard.metrics_document(evaluation, {})
-        if "curves" in document:
-            scoreboard.plot_curves(document, out_dir / scoreboard.CURVES_PLOT)
-            written.append(scoreboard.CURVES_PLOT)
-        if "sanity" in document:
-            scoreboard.plot_sanity(document, out_dir / scoreboard.SANITY_PLOT)
-            written.append(scoreboard.SANITY_PLOT)
-        document["settings"] = _evaluate_settings(
-            args, loaded, layer_names, methods, metrics, settings, paths, failures
-        )
-        document["files"] = [*written, scoreboard.METRICS_FILE]
-        scoreboard.write_json(document, out_dir / scoreboard.METRICS_FILE)
-        if not args.quiet:
-            print(format_table(evaluation.table(), evaluation.best(evaluation.table())))
+    try:
+        scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)
+        if evaluation.values:
+            document = scoreboard.metrics_document(evaluation, {})
+            if "curves" in document:
+                scoreboard.plot_curves(document, out_dir / scoreboard.CURVES_PLOT)
+                written.append(scoreboard.CURVES_PLOT)
+            if "sanity" in document:
+                scoreboard.plot_sanity(document, out_dir / scoreboard.SANITY_PLOT)
+                written.append(scoreboard.SANITY_PLOT)
+            document["settings"] = _evaluate_settings(
+                args, loaded, layer_names, methods, metrics, settings, paths, failures
+            )
+            document["files"] = [*written, scoreboard.METRICS_FILE]
+            scoreboard.write_json(document, out_dir / scoreboard.METRICS_FILE)
+    except OSError as error:  # the folder was checked up front; a disk can still fill up
+        raise ValueError(
+            f"--out {out_dir}: cannot write the results there ({error.strerror or error}): "
+            "free some space or choose another --out"
+        ) from None
     if loaded.random_weights:
         print(
             f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): its maps mean nothing",
@@ -728,13 +755,20 @@ def run_evaluate(args) -> int:
 def _check_evaluate_flags(args) -> tuple[list[str], tuple[float, ...]]:
     from .metric_names import DEFAULT_METRICS, NEEDS_BOXES, parse_metrics
 
+    truth = args.boxes is not None or args.masks is not None
     if args.metrics is None:
-        metrics = [*DEFAULT_METRICS, *(NEEDS_BOXES if args.boxes else ())]
+        metrics = [*DEFAULT_METRICS, *(NEEDS_BOXES if truth else ())]
     else:
         metrics = parse_metrics(args.metrics)
     needing = [m for m in metrics if m in NEEDS_BOXES]
-    if needing and not args.boxes:
-        raise ValueError(f"--metrics {needing[0]} needs ground-truth boxes: pass --boxes FILE")
+    if needing and not truth:
+        raise ValueError(
+            f"--metrics {needing[0]} needs ground truth: pass --boxes FILE or --masks DIR (see --help)"
+        )
+    if args.masks is not None and not Path(args.masks).is_dir():
+        raise ValueError(
+            f"--masks {args.masks}: no such folder (a folder of PNG masks named like the photos)"
+        )
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     if args.batch_size < 1:
@@ -758,35 +792,17 @@ def _check_evaluate_flags(args) -> tuple[list[str], tuple[float, ...]]:
     return metrics, fractions
 
 
-def _evaluate_boxes(path: str, found: list) -> dict:
-    """The boxes file read and checked against the photos: every name found, every box inside."""
-    from .boxes import check_boxes, read_boxes
-
-    boxes = read_boxes(path)
-    by_name = {place.as_posix(): photo for photo, place in found}
-    for name, photo_boxes in boxes.items():
-        if name not in by_name:
-            raise ValueError(f"--boxes {path}: names {name}, which is not among the photos given")
-        size = _upright_size(by_name[name])
-        if size is not None:  # an unreadable photo is reported when it is evaluated
-            try:
-                check_boxes(photo_boxes, size, name)
-            except ValueError as error:
-                raise ValueError(f"--boxes {path}: {error}") from None
-    return boxes
+EVALUATE_FILES = ("per_image.jsonl", "metrics.json", "curves.png", "sanity.png")  # scoreboard's names
 
 
-def _upright_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) as load_image shows the photo (EXIF rotation applied), from its header only."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    except Exception:
-        return None
-    return (height, width) if rotated else (width, height)
+def _check_evaluate_out(out_dir: Path) -> None:
+    """No folder stands where evaluate writes a file: found before any model work, not at the end."""
+    for name in EVALUATE_FILES:
+        if (out_dir / name).exists() and not (out_dir / name).is_file():
+            raise ValueError(
+                f"--out {out_dir}: {out_dir / name} is a folder, and evaluate writes a file there: "
+                "move it away or choose another --out"
+            )
 
 
 def _earlier_evaluation(out_dir: Path, overwrite: bool) -> list[Path]:
@@ -795,7 +811,7 @@ def _earlier_evaluation(out_dir: Path, overwrite: bool) -> list[Path]:
     METRICS_FILE = "metrics.json"  # scoreboard.METRICS_FILE, without importing torch
 
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: is a file, expected an output folder")
+        raise ValueError(f"--out {out_dir}: is a file, expected an output folder: choose another --out")
     document = out_dir / METRICS_FILE
     if not document.is_file():
         return []
@@ -889,8 +905,27 @@ def _check_files_exist(args) -> None:
     existing = Path(args.out).resolve()
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {args.out}: cannot write there ({existing} is not a writable folder)")
+    if not existing.is_dir():
+        raise ValueError(f"--out {args.out}: {existing} is a file, not a folder: choose another --out")
+    if not _can_write_in(existing):
+        raise ValueError(
+            f"--out {args.out}: cannot write there ({existing} is not a writable folder): "
+            "choose another --out"
+        )
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, by making one (gone once closed): os.access alone
+    tells root yes where nothing can be written, such as /proc, and the run would fail at its end."""
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _has_attention(model) -> bool:
