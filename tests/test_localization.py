@@ -85,3 +85,16 @@ def test_energy_inside_is_the_share_of_the_map_on_the_object():
 def test_energy_inside_refuses_maps_and_masks_of_different_shapes():
     with pytest.raises(ValueError, match=r"\(2, 4, 4\) and \(2, 5, 5\)"):
         energy_inside(torch.zeros(2, 4, 4), torch.zeros(2, 5, 5, dtype=torch.bool))
+
+
+def test_centre_energy_is_the_share_of_the_map_in_the_central_quarter():
+    from mieruka.metrics import centre_energy
+
+    maps = torch.zeros(2, 3, 8, 8)
+    maps[0, 0] = 1.0  # uniform: a quarter of the area, a quarter of the energy
+    maps[0, 1, 2:6, 2:6] = 5.0  # all of it in the middle half of each side
+    maps[0, 2, :2, :2] = 1.0  # all of it in a corner
+    maps[1, 0, 3, 3], maps[1, 0, 0, 0] = 3.0, 1.0
+    maps[1, 1, 0, 0], maps[1, 1, 4, 4] = -9.0, 1.0  # negative values count for nothing
+    expected = torch.tensor([[0.25, 1.0, 0.0], [0.75, 1.0, 0.0]])  # an all-zero map: 0
+    assert torch.allclose(centre_energy(maps), expected)

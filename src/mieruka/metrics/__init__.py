@@ -13,7 +13,7 @@ from .faithfulness import (
     road,
     substrate_of,
 )
-from .localization import box_mask, energy_inside, localize_in_photo, pointing_game
+from .localization import box_mask, centre_energy, energy_inside, localize_in_photo, pointing_game
 from .sanity import Randomization, parameter_randomization, randomizable_blocks, spearman, ssim
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Road",
     "average_drop",
     "box_mask",
+    "centre_energy",
     "centre_prior",
     "deletion",
     "energy_inside",

@@ -41,6 +41,30 @@ def energy_inside(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, inside / total.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
 
 
+CENTRE_SHARE = 0.5  # the central box spans the middle half of the height and of the width
+
+
+def centre_energy(maps: torch.Tensor, share: float = CENTRE_SHARE) -> torch.Tensor:
+    """Per map (..., H, W): the share of its total (non-negative) value inside the central box that
+    spans the middle `share` of its height and width (a quarter of its area by default).
+
+    With no ground truth, the centre of a centre-cropped input stands in for "the main subject": a
+    confident prediction whose map puts little energy there looked mostly at the surroundings. A
+    uniform map scores ``share ** 2`` (0.25); an all-zero map scores 0.
+
+    >>> centre_energy(torch.ones(1, 8, 8)).item()
+    0.25
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    height, width = maps.shape[-2:]
+    top, left = round(height * (1.0 - share) / 2), round(width * (1.0 - share) / 2)
+    values = maps.float().clamp_min(0)
+    inside = values[..., top : height - top, left : width - left].flatten(-2).sum(-1)
+    total = values.flatten(-2).sum(-1)
+    return torch.where(total > 0, inside / total.clamp_min(torch.finfo(values.dtype).tiny), 0.0)
+
+
 def box_mask(
     boxes: Sequence[Sequence[float]], size: tuple[int, int], device: torch.device | str = "cpu"
 ) -> torch.Tensor:
