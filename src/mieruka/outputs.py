@@ -3,7 +3,8 @@
 Pictures are named `<subfolders>/<stem>_<label>.png` after the photo's place under the folder it was
 found in; the names are valid on ext4, APFS and NTFS alike and unique within the run. `results.jsonl`
 records them relative to the output folder, so the folder can be moved. An earlier run is replaced
-only on request, and then only the files its `results.jsonl` lists are removed.
+only on request, and then only the files its `results.jsonl` lists are removed, with its `run.json`
+and its report (`report.html` and what lies in `report/`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from pathlib import Path, PurePath, PurePosixPath
 from ._io import atomic_open
 
 RESULTS = "results.jsonl"
+RUN = "run.json"  # the run's settings and versions
+REPORT = "report.html"  # the HTML report; what it shows besides the run's pictures is in report/
+REPORT_FOLDER = "report"
 MAX_NAME_BYTES = 200  # ext4 and APFS allow 255 bytes a name: room left for "-2" and the suffix
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')  # separators, controls, and what Windows refuses
-_RECORD_PATHS = ("output", "outputs", "map")
+_RECORD_PATHS = ("output", "outputs", "map", "thumb", "view", "heat")
 
 
 def safe_component(text: str, fallback: str = "_") -> str:
@@ -117,9 +121,10 @@ class EarlierRun:
 def find_earlier_run(out_dir: str | os.PathLike) -> EarlierRun | None:
     """The earlier run in `out_dir`, or None where it holds no results.jsonl (or does not exist).
 
-    Only the pictures and maps a record lists ("output", "outputs", "map") count, and only inside
-    `out_dir`: never a record's "file", the photo. Paths as mieruka 0.1.0 wrote them (relative to the
-    directory it ran in, or absolute) are found as well.
+    Only the pictures and maps a record lists ("output", "outputs", "map"; the report's "thumb",
+    "view", "heat") count, and only inside `out_dir`: never a record's "file", the photo. Paths as
+    mieruka 0.1.0 wrote them (relative to the directory it ran in, or absolute) are found as well.
+    The run's run.json and its report (report.html, the files under report/) go with it.
     """
     folder = Path(os.path.abspath(out_dir))
     if folder.exists() and not folder.is_dir():
@@ -128,18 +133,31 @@ def find_earlier_run(out_dir: str | os.PathLike) -> EarlierRun | None:
     if not results.is_file():
         return None
     files, explained = [], False
-    for record in _read_records(results):
+    for record in read_records(results):
         explained = explained or "error" not in record
         for listed in _listed(record):
             path = _inside(folder, listed)
             if path is not None and path not in files:
                 files.append(path)
-    if not explained and not files:  # a run that explained nothing left only its error list
-        return EarlierRun(folder, results, [], replaceable=True)
-    return EarlierRun(folder, results, files)
+    replaceable = not explained and not files  # a run that explained nothing left only its error list
+    return EarlierRun(folder, results, list(dict.fromkeys(files + run_files(folder))), replaceable)
 
 
-def _read_records(results: Path) -> Iterator[dict]:
+def run_files(folder: Path) -> list[Path]:
+    """What a run writes besides its pictures: run.json, and its report (report.html, report/...)."""
+    files = [path for path in (folder / RUN, folder / REPORT) if path.is_file()]
+    assets = folder / REPORT_FOLDER
+    if assets.is_dir():
+        files += sorted(path for path in assets.rglob("*") if path.is_file())
+    return files
+
+
+def read_records(
+    results: Path,
+    consequence: str = "so the files of that run are unknown; remove them yourself or choose another output folder",
+) -> Iterator[dict]:
+    """The records of a results.jsonl, one dict a line; a line that is not one is an error that says
+    which line, and `consequence`."""
     for number, line in enumerate(results.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -148,10 +166,7 @@ def _read_records(results: Path) -> Iterator[dict]:
         except json.JSONDecodeError:
             record = None
         if not isinstance(record, dict):
-            raise ValueError(
-                f"{results}: line {number} is not a mieruka record, so the files of that run are unknown; "
-                "remove them yourself or choose another output folder"
-            )
+            raise ValueError(f"{results}: line {number} is not a mieruka record, {consequence}")
         yield record
 
 
