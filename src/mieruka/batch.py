@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 
 import numpy as np
 import torch
@@ -20,9 +20,11 @@ from torch.utils.data import DataLoader, Dataset
 from . import render
 from ._io import atomic_open
 from .cam import CAM
-from .images import ImageError, Preprocess, load_image, pil_to_tensor
+from .images import CropBox, ImageError, Preprocess, load_image, pil_to_tensor
+from .metrics.localization import centre_energy
 from .models import LoadedModel
 from .outputs import Namer
+from .report import assets
 from .targets import TargetSpec
 
 
@@ -37,6 +39,7 @@ class RenderOptions:
     format: str = "png"  # or "jpg": much faster to encode for large photos
     label: bool = True  # overlay and classic: the label and probability in a corner
     font: str | None = None  # a font file for that text and the panels' (default: mieruka.fonts)
+    report: bool = False  # also what the HTML report shows: thumbnails, the photo, each heat layer
 
 
 @dataclass
@@ -91,6 +94,11 @@ def explain_files(
     With several `methods` each also gets a comparison panel. Each photo's pictures go to its place
     in `places` (`a/cat.jpg` -> `out_dir/a/cat_<label>.png`; by default its file name, at the top) and
     its records name them relative to `out_dir`. Yields results in input order.
+
+    Each record also gives the crop of the photo the model saw, the photo's size, and the share of
+    the map's energy in the centre of that crop (``centre_energy``, see
+    :func:`mieruka.metrics.centre_energy`); with ``options.report`` it names the small pictures of
+    :mod:`mieruka.report.assets` it wrote under ``report/``.
     """
     options = options or RenderOptions()
     places = list(places) if places is not None else [PurePath(path.name) for path in paths]
@@ -107,7 +115,7 @@ def explain_files(
         prefetch_factor=2 if workers else None,
         persistent_workers=False,
     )
-    namer = Namer()
+    namer, views = Namer(), Namer()  # the photos' copies for the report are named on their own
     with ThreadPoolExecutor(max_workers=2) as writers:
         pending: list[tuple[ImageResult, list[Future]]] = []
         for batch in loader:
@@ -118,12 +126,17 @@ def explain_files(
                 by_method = cam.compare(
                     inputs, methods, targets, top_k=top_k if top_k and top_k > 1 else None
                 )
+                centres = {
+                    method: centre_energy(result.maps).tolist() for method, result in by_method.items()
+                }
                 for row, (index, _, photo, _) in enumerate(good):
-                    pictures = _plan_one(
-                        loaded, by_method, row, places[index], out_dir, namer, options, results[index]
+                    size = (photo.shape[-1], photo.shape[-2])
+                    box = loaded.preprocess.crop_box(size)
+                    plan = _Plan(places[index], box, size, {m: values[row] for m, values in centres.items()})
+                    pictures, report = _plan_one(
+                        loaded, by_method, row, plan, out_dir, (namer, views), options, results[index]
                     )
                     raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
-                    box = loaded.preprocess.crop_box((photo.shape[-1], photo.shape[-2]))
                     job = writers.submit(
                         _draw_and_write,
                         photo.to(device, non_blocking=True),
@@ -133,6 +146,7 @@ def explain_files(
                         options,
                         tuple(inputs.shape[-2:]),
                         _objects(next(iter(by_method.values())), row),
+                        report,
                     )
                     pending.append((results[index], [job]))
             for item in batch:
@@ -179,6 +193,27 @@ class _Picture:
     method: str | None = None  # None: the comparison panel of every method
     box: list[float] | None = None  # a detected object's box, in the model input's pixels
     region: torch.Tensor | None = None  # a segmentation target's region (H, W) over the model input
+    thumb: Path | None = None  # the report's thumbnail of this picture, written beside it
+
+
+@dataclass
+class _Plan:
+    """One photo as _plan_one needs it: its place under its folder, the crop the model saw (in its
+    pixels), its (width, height), and each method's centre energy per target (one value, or K)."""
+
+    place: PurePath
+    box: CropBox
+    size: tuple[int, int]
+    centres: dict[str, float | list[float]]
+
+
+@dataclass
+class _ReportPictures:
+    """What the report shows of one photo besides thumbnails: the photo at viewing size, and the heat
+    layer of each target k and method."""
+
+    view: Path
+    heat: list[tuple[Path, int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -195,16 +230,26 @@ def _plan_one(
     loaded: LoadedModel,
     by_method: dict,
     row: int,
-    place: PurePath,
+    plan: _Plan,
     out_dir: Path,
-    namer: Namer,
+    namers: tuple[Namer, Namer],
     options: RenderOptions,
     outcome: ImageResult,
-) -> list[_Picture]:
+) -> tuple[list[_Picture], _ReportPictures | None]:
     """Name one photo's pictures (per target and method) and fill its records; drawing comes later.
 
     Records give the paths relative to `out_dir`, with `/` on every system.
     """
+    place, (namer, views) = plan.place, namers
+    report = None
+    if options.report:
+        report = _ReportPictures(out_dir / assets.PHOTOS / views.name(place, "photo", ".jpg"))
+    seen = {
+        "view": report.view.relative_to(out_dir).as_posix() if report else None,
+        "crop": [round(v, 2) for v in (plan.box.left, plan.box.top, plan.box.right, plan.box.bottom)],
+        "size": list(plan.size),
+    }
+    seen = {key: value for key, value in seen.items() if value is not None}
     first = next(iter(by_method.values()))
     top5 = None
     if first.probs is not None:
@@ -238,7 +283,8 @@ def _plan_one(
         for method in by_method:
             output = namer.name(place, f"objects_{method}" if several else "objects", suffix)
             title = f"{method}" + ("  [random weights]" if loaded.random_weights else "")
-            pictures.append(_Picture(out_dir / output, title, -1, method))
+            thumb = _thumb_path(out_dir, output) if report and method == next(iter(by_method)) else None
+            pictures.append(_Picture(out_dir / output, title, -1, method, thumb=thumb))
             shared[method] = str(output)
     for k, index in enumerate(indices):
         if not valid[k]:  # padding: this photo has fewer labels or objects than the batch's most
@@ -248,7 +294,7 @@ def _plan_one(
         title = label if probability is None else f"{label}  (p = {probability:.3f})"
         if loaded.random_weights:
             title = f"{title}  [random weights]"
-        outputs, maps_paths = {}, {}
+        outputs, maps_paths, heat = {}, {}, {}
         object_box = (details[k] or {}).get("box")
         region = regions[k] if regions is not None else None
         for method in by_method:
@@ -256,6 +302,7 @@ def _plan_one(
             if together:
                 outputs[method] = shared[method]
             else:
+                first_method = method == next(iter(by_method))
                 pictures.append(
                     _Picture(
                         out_dir / output,
@@ -264,11 +311,17 @@ def _plan_one(
                         method,
                         box=object_box,
                         region=region,
+                        thumb=_thumb_path(out_dir, output) if report and first_method else None,
                     )
                 )
                 outputs[method] = str(output)
             if options.save_maps:
                 maps_paths[method] = str(output.with_suffix(".npy"))
+            if report is not None:  # named after the picture it would have been: unique in the run
+                heat_path = PurePosixPath(assets.HEAT) / output.with_suffix(".jpg")
+                report.heat.append((out_dir / heat_path, k, method))
+                heat[method] = str(heat_path)
+        centre = {m: _rounded(_per_row_value(plan.centres[m], k)) for m in by_method}
         record = {
             "file": str(outcome.path),
             "task": first.task,
@@ -283,8 +336,15 @@ def _plan_one(
             "model": loaded.name,
             "weights": loaded.weights,
             "empty": bool(first.empty[row].reshape(-1)[k]),
+            "centre_energy": centre if several else next(iter(centre.values())),
             "output": next(iter(outputs.values())),
+            **seen,
         }
+        if report is not None:
+            record["thumb"] = (
+                _thumb_path(out_dir, PurePosixPath(record["output"])).relative_to(out_dir).as_posix()
+            )
+            record["heat"] = heat if several else next(iter(heat.values()))
         if top5 is not None:
             record["top5"] = top5
         if several and not together:
@@ -309,9 +369,24 @@ def _plan_one(
                 "model": loaded.name,
                 "weights": loaded.weights,
                 **({"top5": top5} if top5 is not None else {}),
+                **seen,
             }
         )
-    return pictures
+    return pictures, report
+
+
+def _thumb_path(out_dir: Path, output: PurePosixPath) -> Path:
+    """Where the report's thumbnail of the picture `output` (relative to `out_dir`) goes."""
+    return out_dir / assets.THUMBS / output.with_suffix(".jpg")
+
+
+def _per_row_value(value: float | list[float], k: int) -> float:
+    """Target k's value of one image's values: one value (one target) or K."""
+    return value[k] if isinstance(value, list) else value
+
+
+def _rounded(value: float) -> float:
+    return round(float(value), 4)
 
 
 def _objects(result, row: int) -> _Objects | None:
@@ -333,14 +408,23 @@ def _draw_and_write(
     options: RenderOptions,
     input_size: tuple[int, int] | None = None,
     objects: _Objects | None = None,
+    report: _ReportPictures | None = None,
 ) -> None:
     """Draw and write every picture of one photo (in a writer thread, while the model runs on).
 
     A detected object's picture has its box drawn, a segmentation target's the outline of its region;
-    with --style boxes every object of the photo shares one picture.
+    with --style boxes every object of the photo shares one picture. With `report`, also the photo at
+    viewing size, each map's heat layer over it and each picture's thumbnail.
     """
     if photo.device.type == "cpu":
         photo = render.to_image(photo)  # Pillow draws on the CPU; see render.show_on_photo
+    if report is not None:
+        view, view_box = assets.view_photo(render.to_image(photo), box)
+        assets.save_jpeg(view, report.view)
+        for path, k, method in report.heat:
+            layer = assets.heat_layer(raws[method][k], view_box, view.size, options.colormap)
+            if layer is not None:
+                assets.save_jpeg(layer, path)
     for picture in pictures:
         if picture.k == -1 and objects is not None and input_size is not None:
             drawn = render.show_objects(
@@ -387,6 +471,8 @@ def _draw_and_write(
             if options.save_maps:
                 _save_npy(raw.float().cpu().numpy(), picture.path.with_suffix(".npy"))
         render.save_image(drawn, picture.path)
+        if picture.thumb is not None:
+            assets.save_jpeg(assets.thumbnail(render.to_image(drawn)), picture.thumb)
 
 
 def _nothing_note(task: str) -> str:
