@@ -16,7 +16,7 @@ EXIT_BAD_INPUT = 2
 
 EXPLAIN_EXAMPLES = """examples:
   mieruka explain photo.jpg                      # default ImageNet model, predicted class
-  mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo
+  mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo; maps/report.html
   mieruka explain photos/ --out maps --overwrite # replace the earlier run in maps/
   mieruka explain cat.jpg --target "tabby" --style panel
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
@@ -46,6 +46,11 @@ one that fits two an error for both; a box or mask that does not fit its photo f
 only (exit status 2), and the others are still evaluated.
 """
 
+REPORT_EXAMPLES = """examples:
+  mieruka report maps                            # maps/report.html from the run in maps/
+  mieruka report maps --evaluation eval          # with the metrics `mieruka evaluate --out eval` wrote
+"""
+
 LAYERS_EXAMPLES = """examples:
   mieruka layers                                 # the default model
   mieruka layers --model vgg16                   # marks features.29, the automatic choice
@@ -70,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain each photo: a Grad-CAM map drawn onto the original photo, one PNG per target,\n"
         "plus results.jsonl with the labels and probabilities (paths relative to the output folder).\n"
         "Pictures mirror the subfolders of each folder given: photos/a/cat.jpg -> OUT/a/cat_LABEL.png.\n"
+        "A folder or several photos also get OUT/report.html, a page to browse, sort and filter the run\n"
+        "in any browser, offline (--no-report: not written; `mieruka report OUT` writes it later).\n"
         "A run never destroys an earlier one: an output folder that holds results.jsonl is refused\n"
         "unless --overwrite is given, and nothing is written or removed before every argument is checked.",
         epilog=EXPLAIN_EXAMPLES,
@@ -84,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace the earlier run in --out: remove the files its results.jsonl lists (nothing else), "
-        "then write this run",
+        help="replace the earlier run in --out: remove the files its results.jsonl lists, its run.json and "
+        "its report (report.html, report/) and nothing else, then write this run",
     )
     _model_arguments(explain)
     explain.add_argument(
@@ -222,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-maps", action="store_true", help="also write each raw map at layer resolution as .npy"
     )
     explain.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write OUT/report.html: the run as a page of thumbnails to sort, filter and open, with each map "
+        "over its photo at any opacity; the small pictures it shows go to OUT/report/ "
+        "(default: on for a folder or several photos, off for one photo)",
+    )
+    explain.add_argument(
         "--batch-size",
         type=int,
         default=16,
@@ -238,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(explain)
 
     _evaluate_parser(commands)
+    _report_parser(commands)
 
     layers = commands.add_parser(
         "layers",
@@ -260,6 +276,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(methods)
     return parser
+
+
+def _report_parser(commands) -> None:
+    report = commands.add_parser(
+        "report",
+        help="write the HTML report of a run: report.html in its folder",
+        description="Write OUT_DIR/report.html from the run `mieruka explain --out OUT_DIR` left there\n"
+        "(results.jsonl): a grid of the photos with their overlay, label, probability and top 5; sort by\n"
+        "confidence, name, energy in the main region or an evaluate metric; filter by label, file name,\n"
+        "and 'confident but attention outside the main region' (probability >= 0.8 and under 0.3 of the\n"
+        "map's energy in the central quarter of the crop the model saw, or in the ground-truth boxes\n"
+        "where evaluate scored them; both thresholds can be changed on the page); click a photo for the\n"
+        "map over it at any opacity, each target and method side by side. One file with its data, script\n"
+        "and fonts inside: it opens from file:// with no network. Thumbnails the run did not write are\n"
+        "made once in OUT_DIR/report/.",
+        epilog=REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("folder", metavar="OUT_DIR", help="the output folder of a `mieruka explain` run")
+    report.add_argument(
+        "--evaluation",
+        metavar="DIR",
+        help="the folder `mieruka evaluate --out` wrote for the same photos, to sort and filter by its "
+        "metrics (default: OUT_DIR itself when it holds per_image.jsonl)",
+    )
+    report.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    _common(report)
 
 
 def _evaluate_parser(commands) -> None:
@@ -430,6 +473,8 @@ def _run(args, parser: argparse.ArgumentParser) -> int:
             return run_methods()
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "report":
+            return run_report(args)
         return run_layers(args)
     except KeyboardInterrupt:
         print("mieruka: interrupted", file=sys.stderr)
@@ -512,7 +557,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from .cam import CAM
     from .fonts import check_font
     from .images import find_images_relative
-    from .outputs import RESULTS, find_earlier_run, write_jsonl
+    from .outputs import REPORT, RESULTS, find_earlier_run, write_jsonl
     from .render import colormap_table
 
     colormap_table(args.colormap)  # fail early on a wrong colormap name
@@ -528,6 +573,11 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if not found:
         raise ValueError(f"no images found in {', '.join(args.paths)} besides the output folder {args.out}")
     paths, places = [path for path, _ in found], [place for _, place in found]
+    report = (
+        args.report
+        if args.report is not None
+        else (len(paths) > 1 or any(Path(p).is_dir() for p in args.paths))
+    )
     out_dir = Path(args.out)
     earlier = find_earlier_run(out_dir)
     if earlier is not None and not args.overwrite and not earlier.replaceable:
@@ -579,6 +629,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             format=args.format,
             label=args.label,
             font=args.font,
+            report=report,
         ),
         batch_size=args.batch_size,
         workers=args.workers,
@@ -601,6 +652,11 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             _print_summary(outcome.records, out_dir)
     progress.clear()
     write_jsonl(records, out_dir / RESULTS)
+    _write_run(args, out_dir, loaded, layer_names, methods, task, len(paths), len(failures))
+    if report:
+        from .report import build_report
+
+        build_report(out_dir, font=args.font)
     if loaded.random_weights:
         print(
             f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): "
@@ -611,12 +667,60 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         seconds = time.perf_counter() - started
         print(
             f"{len(paths) - len(failures)} of {len(paths)} image(s) explained at layer {layer_names}"
-            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS})"
+            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS}{', ' + REPORT if report else ''})"
             + (f"; {len(failures)} failed:" if failures else "")
         )
         for failure in failures:
             print(f"  {' '.join(failure.split())}")
     return EXIT_BAD_INPUT if failures else 0
+
+
+def _write_run(args, out_dir: Path, loaded, layer: str, methods, task: str, photos: int, failed: int) -> None:
+    """run.json: the settings and versions of an explain run, for the report and for whoever reads it later."""
+    from datetime import datetime, timezone
+
+    import torch
+    import torchvision
+
+    from ._io import atomic_open
+    from .outputs import RUN
+
+    settings = {
+        "command": "explain",
+        "model": loaded.name,
+        "weights": loaded.weights,
+        "layer": layer,
+        "methods": methods,
+        "task": task,
+        "target": args.target,
+        "top_k": args.top_k,
+        "style": args.style,
+        "colormap": args.colormap,
+        "alpha": args.alpha,
+        "format": args.format,
+        "font": args.font,
+        "photos": photos,
+        "failed": failed,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "mieruka": _version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "python": sys.version.split()[0],
+        },
+    }
+    with atomic_open(out_dir / RUN, "w", encoding="utf-8") as stream:
+        json.dump({k: v for k, v in settings.items() if v is not None}, stream, ensure_ascii=False, indent=2)
+        stream.write("\n")
+
+
+def run_report(args) -> int:
+    from .report import build_report
+
+    page = build_report(args.folder, args.evaluation)
+    if not args.quiet:
+        print(f"{page} (open it in a browser)")
+    return 0
 
 
 def run_evaluate(args) -> int:
