@@ -187,10 +187,10 @@ def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings
             model,
             inputs,
             _explainer(*cam, row, maps, targets),
-            blocks=sanity.randomizable_blocks(model, at_most=settings.sanity_blocks),
+            blocks=sanity.randomizable_blocks(model, groups=settings.sanity_blocks),
             seed=settings.seed,
         )
-        values["sanity"] = check.spearman_abs[0].cpu()
+        values["sanity"] = check.spearman_abs[0].cpu()  # the head alone randomized; NaN: no ranking
         scores.randomization[row] = check
     else:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
