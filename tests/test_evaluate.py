@@ -376,15 +376,18 @@ def test_flags_constant_maps_and_counts_in_the_table_and_the_document():
 
 def test_guided_backprop_is_flagged_and_gradcam_is_not(shapes_net, held_out):
     """Adebayo et al. through the evaluation: with the head alone randomized, Guided Backpropagation's
-    maps of the trained ShapesNet stay similar and are flagged; Grad-CAM's change and are not."""
+    maps of the trained ShapesNet stay similar and are flagged; Grad-CAM's change and are not. Grad-CAM++
+    and LayerCAM, whose weights keep only positive gradients, mostly return the activations behind the
+    global average pooling, and are flagged too (the README says so)."""
     from mieruka import CAM
     from mieruka.evaluate import Evaluation, evaluate_batch
 
     images = held_out[0][:16]
     evaluation = Evaluation()
-    evaluation.add(evaluate_batch(CAM(shapes_net), images, ["gradcam", "guidedbackprop"], ["sanity"]))
+    methods = ["gradcam", "gradcam++", "layercam", "guidedbackprop"]
+    evaluation.add(evaluate_batch(CAM(shapes_net), images, methods, ["sanity"]))
     table = evaluation.table()
-    assert list(evaluation.flagged(table)) == ["guidedbackprop"]
+    assert list(evaluation.flagged(table)) == methods[1:]
     assert table["gradcam"]["sanity"].mean < 0.5 < table["guidedbackprop"]["sanity"].mean
     assert evaluation.head() == "fc" and len(evaluation.randomization["gradcam"][0].blocks) == 5
     assert "! guidedbackprop: Spearman |map|" in evaluation.text()
