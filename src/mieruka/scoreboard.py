@@ -174,7 +174,7 @@ def plot_sanity(document: dict, path: Path) -> None:
     axes.plot(
         [0.75, 1.25], [threshold, threshold], color="red", linewidth=1, linestyle=":", label="flag threshold"
     )
-    axes.set_xlabel("randomized, cascading: the head alone, then down to the input (the last block named)")
+    axes.set_xlabel("randomized, cascading: the head alone, then the blocks below it")
     axes.set_ylabel("Spearman |map| vs trained model")
     axes.set_title("model parameter randomization (lower = depends on the weights)")
     axes.legend(fontsize=8)
