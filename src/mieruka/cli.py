@@ -1118,7 +1118,7 @@ def run_methods() -> int:
 
 
 def run_layers(args) -> int:
-    from .layers import LayerError, auto_layer, trace_layers
+    from .layers import LayerError, auto_layer, layout_describer, trace_layers
 
     loaded, device = _load(args, shapes_only=True)
     dummy = _dummy_input(loaded, device)
@@ -1128,7 +1128,7 @@ def run_layers(args) -> int:
         auto = auto_layer(loaded.model, dummy)
     except LayerError:
         auto = None
-    describe = _layout_describer(loaded.model, image)
+    describe = layout_describer(loaded.model, image)
     by_name = {info.name: info for info in infos}
     rows = []
     for name, module in loaded.model.named_modules():
@@ -1158,24 +1158,6 @@ def run_layers(args) -> int:
     else:
         print("no automatic target layer: name one with --layer")
     return 0
-
-
-def _layout_describer(model, image: tuple[int, int]):
-    """name, LayerInfo -> how that layer's output would be read ('tokens: 1 prefix + 14x14', 'vector'...)."""
-    from .layouts import TOKENS, LayoutError, layout, prefix_tokens, resolve_layout
-
-    hint = prefix_tokens(model)
-
-    def describe(name: str, info) -> str:
-        kind = layout(info.shape, image, info.kind, batch=info.shape[0])
-        if kind != TOKENS:
-            return kind
-        try:
-            return resolve_layout(name, info.shape, image, module=info.kind, prefix_hint=hint).describe()
-        except LayoutError:
-            return "tokens (ambiguous)"
-
-    return describe
 
 
 def _version() -> str:
