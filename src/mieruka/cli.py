@@ -46,6 +46,14 @@ one that fits two an error for both; a box or mask that does not fit its photo f
 only (exit status 2), and the others are still evaluated.
 """
 
+SERVE_EXAMPLES = """examples:
+  mieruka serve                                  # the default ImageNet model; upload photos in the page
+  mieruka serve photos/                          # ... or pick them from photos/ (only images under it)
+  mieruka serve photos/ --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
+  mieruka serve photos/ --port 8123 --max-upload-mb 50
+then open the address it prints (http://127.0.0.1:8000/ by default) in a browser; Ctrl+C stops it.
+"""
+
 LAYERS_EXAMPLES = """examples:
   mieruka layers                                 # the default model
   mieruka layers --model vgg16                   # marks features.29, the automatic choice
@@ -259,7 +267,43 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(methods)
+
+    _serve_parser(commands)
     return parser
+
+
+def _serve_parser(commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="a local web viewer: open a photo, choose methods, layer and class, see the maps",
+        description="A web page on this machine to explain photos one at a time: upload one or pick it from\n"
+        "FOLDER, choose the methods (side by side), the layer, the class or the top k, the colormap and\n"
+        "the opacity (these two change without recomputing). The model loads once, at start. Listens on\n"
+        "127.0.0.1 only unless --host says otherwise; serves no file outside FOLDER. Needs the serve\n"
+        "extra: pip install 'mieruka[serve]'.",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "folder", nargs="?", metavar="FOLDER", help="photos to pick from in the page (searched recursively)"
+    )
+    _model_arguments(serve)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on; 0 takes a free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        metavar="MB",
+        help="refuse uploaded photos larger than this (default: %(default)s)",
+    )
+    _common(serve)
 
 
 def _evaluate_parser(commands) -> None:
@@ -430,6 +474,8 @@ def _run(args, parser: argparse.ArgumentParser) -> int:
             return run_methods()
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "serve":
+            return run_serve(args)
         return run_layers(args)
     except KeyboardInterrupt:
         print("mieruka: interrupted", file=sys.stderr)
@@ -1114,6 +1160,59 @@ def run_methods() -> int:
         "\nThe CAM family runs at a layer of any model (CNN or transformer); attention methods (rollout, gae) "
         "need a timm ViT-family model (ViT, DeiT, DINOv2, BEiT, EVA). 'all' adds them where they apply."
     )
+    return 0
+
+
+def run_serve(args) -> int:
+    """Check the flags and the folder, take the port, load the model once, then serve until Ctrl+C."""
+    import importlib.util
+
+    missing = [
+        name for name in ("starlette", "uvicorn", "multipart") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"mieruka serve needs the web stack ({', '.join(missing)} missing): install mieruka[serve] "
+            "(pip install 'mieruka[serve]')"
+        )
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
+    if not args.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb must be more than 0, got {args.max_upload_mb}")
+    if args.folder is not None and not Path(args.folder).is_dir():
+        what = "is a file, expected a folder of photos" if Path(args.folder).exists() else "no such folder"
+        raise ValueError(f"{args.folder}: {what}")
+    for flag, value in (("--labels", args.labels), ("--weights", args.weights)):
+        if value is not None and Path(value).suffix and not Path(value).is_file():
+            raise ValueError(f"{flag} {value}: no such file")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"mieruka: warning: listening on {args.host}, not only this machine: whoever reaches it can "
+            f"run the model{' and see the photos in ' + args.folder if args.folder else ''}",
+            file=sys.stderr,
+        )
+
+    from .serve import Viewer, create_app, listen, serve
+
+    sock = listen(args.host, args.port)  # a busy port is told before the model loads
+    try:
+        loaded, device = _load(args)
+        app = create_app(
+            Viewer(loaded, device),
+            args.folder,
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            host=args.host,
+        )
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        untrained = " [random weights]" if loaded.random_weights else ""
+        print(
+            f"mieruka serve: http://{shown}:{port}/  ({loaded.name}{untrained} on {device}; Ctrl+C stops it)",
+            flush=True,
+        )
+        serve(app, sock)
+    finally:
+        sock.close()
     return 0
 
 

@@ -318,8 +318,8 @@ def candidate_layers(model: nn.Module, inputs: torch.Tensor) -> list[tuple[Layer
     """The layers a CAM can explain without further settings, each with its layout, in the order
     ``mieruka layers`` lists them: modules that ran once and output a feature map over the image
     (channels-first, channels-last, or tokens whose grid is unambiguous)."""
-    infos, _ = trace_layers(model, inputs[:1])
-    describe = layout_describer(model, seen_size(model, inputs))
+    infos, _, _, frame = _trace(model, inputs[:1])
+    describe = layout_describer(model, frame.padded if frame is not None else (inputs.shape[-2], inputs.shape[-1]))
     by_name = {info.name: info for info in infos}
     found = []
     for name, _ in model.named_modules():
