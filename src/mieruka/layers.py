@@ -319,7 +319,9 @@ def candidate_layers(model: nn.Module, inputs: torch.Tensor) -> list[tuple[Layer
     ``mieruka layers`` lists them: modules that ran once and output a feature map over the image
     (channels-first, channels-last, or tokens whose grid is unambiguous)."""
     infos, _, _, frame = _trace(model, inputs[:1])
-    describe = layout_describer(model, frame.padded if frame is not None else (inputs.shape[-2], inputs.shape[-1]))
+    describe = layout_describer(
+        model, frame.padded if frame is not None else (inputs.shape[-2], inputs.shape[-1])
+    )
     by_name = {info.name: info for info in infos}
     found = []
     for name, _ in model.named_modules():
