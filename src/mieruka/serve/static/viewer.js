@@ -236,7 +236,10 @@ async function explain() {
       state.result = result;
       build(result);
       paint();
-      setStatus(`${result.photo.name}: ${result.methods.join(", ")} at layer ${result.layer} (${result.layout}) in ${result.seconds.toFixed(2)} s`);
+      setStatus(
+        `${result.photo.name}: ${result.methods.join(", ")} at layer ${result.layer} (${result.layout}) in ${result.seconds.toFixed(2)} s`,
+        state.again, // still busy when changes made meanwhile are to be sent
+      );
     }
   } catch (error) {
     showError(error.message);
