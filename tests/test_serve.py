@@ -419,6 +419,13 @@ def test_a_bad_upload_gets_a_clear_message(client, data, name, message):
     assert "Traceback" not in response.text
 
 
+def test_a_decompression_bomb_is_refused_before_it_is_decoded(client):
+    buffer = io.BytesIO()
+    Image.new("1", (10_001, 10_001)).save(buffer, format="PNG")  # a few kB for 100 million pixels
+    response = upload(client, buffer.getvalue(), "bomb.png")
+    assert response.status_code == 400 and "over the 100,000,000-pixel limit" in response.json()["error"]
+
+
 def test_an_upload_without_a_photo_or_malformed_gets_a_message(client):
     response = client.post("/api/upload", data={"other": "1"})
     assert response.status_code == 400 and "no photo in the upload" in response.json()["error"]
@@ -507,6 +514,18 @@ def test_serve_without_the_web_stack_says_what_to_install():
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "install mieruka[serve]" in lines[0]
+
+
+def test_the_command_line_imports_no_web_stack_until_serve_runs():
+    code = "import sys, mieruka.cli as c; c.build_parser(); print(sorted({'starlette', 'torch'} & set(sys.modules)))"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert run.stdout.strip() == "[]"
 
 
 def test_serve_refuses_a_missing_folder_and_bad_flags_at_once():

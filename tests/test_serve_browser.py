@@ -47,29 +47,28 @@ def served(tmp_path_factory):
         "--num-classes", "3", "--labels", str(labels), "--device", "cpu", "--port", "0",
         "--max-upload-mb", str(MAX_UPLOAD_MB),
     ]  # fmt: skip
-    log = open(base / "server.log", "w+", encoding="utf-8")  # noqa: SIM115  (closed below)
-    server = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        line = server.stdout.readline()  # printed once the model is loaded and the port taken
-        if "http://" not in line:
-            server.wait(timeout=30)
-            log.seek(0)
-            pytest.fail(f"mieruka serve did not start: {line}{log.read()}")
-        url = line.split()[2].rstrip("/")
-        yield url, folder
-    finally:
-        server.terminate()
+    with open(base / "server.log", "w+", encoding="utf-8") as log:
+        server = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": "1"},
+        )
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            line = server.stdout.readline()  # printed once the model is loaded and the port taken
+            if "http://" not in line:
+                server.wait(timeout=30)
+                log.seek(0)
+                pytest.fail(f"mieruka serve did not start: {line}{log.read()}")
+            yield line.split()[2].rstrip("/"), folder
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            server.stdout.close()
 
 
 def open_viewer(page, url: str) -> list[str]:

@@ -43,7 +43,7 @@ class Folder:
             here = Path(folder)
             for name in files:
                 path = here / name
-                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():  # broken links too
                     continue
                 if path.is_symlink() and not self._inside(path.resolve()):
                     continue
