@@ -293,6 +293,7 @@ function build(result) {
     heading.textContent = target.probability === null ? target.label : `${target.label}  (p = ${target.probability.toFixed(3)})`;
     const row = document.createElement("div");
     row.className = "methods";
+    row.style.setProperty("--columns", Math.min(result.methods.length, 4));
     result.methods.forEach((method, m) => {
       const figure = document.createElement("figure");
       figure.dataset.method = method;
