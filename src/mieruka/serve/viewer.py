@@ -46,11 +46,13 @@ class PhotoGone(ViewerError):
 
 @dataclass(frozen=True)
 class Photo:
-    """An opened photo: the whole upright RGB image for the model, and the copy the page shows."""
+    """An opened photo: the model's input made from it, and the copy the page shows (the whole photo
+    itself is not kept: a 12-megapixel photo would hold 36 MB for nothing)."""
 
     id: str
     name: str
-    image: Image.Image
+    size: tuple[int, int]  # the original photo's (width, height), upright
+    inputs: torch.Tensor  # the preprocessed model input (C, H, W), on the CPU
     shown: Image.Image
     shown_box: CropBox  # the model input's crop, in the shown copy's pixels
     png: bytes  # the shown copy, encoded once
@@ -61,7 +63,7 @@ class Photo:
             "name": self.name,
             "width": self.shown.width,
             "height": self.shown.height,
-            "original": list(self.image.size),
+            "original": list(self.size),
             "url": f"/api/photos/{self.id}.png",
         }
 
@@ -129,7 +131,8 @@ class Viewer:
         shown, shown_box = shrink(image, box, DISPLAY_PIXELS)
         buffer = io.BytesIO()
         shown.save(buffer, format="PNG", compress_level=1)
-        photo = Photo(photo_id, name, image, shown, shown_box, buffer.getvalue())
+        inputs = self.loaded.preprocess(image)
+        photo = Photo(photo_id, name, image.size, inputs, shown, shown_box, buffer.getvalue())
         with self._photos_lock:
             self._photos[photo_id] = photo
             while len(self._photos) > PHOTOS_KEPT:
@@ -167,7 +170,7 @@ class Viewer:
         chosen = self._methods(methods)
         cam = self._cam(layer)
         spec, k = self._target(target, top_k)
-        inputs = self.loaded.preprocess(photo.image)[None].to(self.device)
+        inputs = photo.inputs[None].to(self.device)
         started = time.perf_counter()
         with self._lock:
             results = cam.compare(inputs, chosen, spec, top_k=k)
