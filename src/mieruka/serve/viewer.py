@@ -185,7 +185,8 @@ class Viewer:
             first.target_probs[0].reshape(-1).tolist() if first.target_probs is not None else [None] * count
         )
         details = _row(first.details, count)
-        targets, maps = [], {name: [] for name in raws}
+        targets: list[dict] = []
+        maps: dict[str, list[dict]] = {name: [] for name in raws}
         for position in range(count):
             if not valid[position]:
                 continue
