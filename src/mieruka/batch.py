@@ -372,7 +372,8 @@ def _draw_and_write(
     """
     if photo.device.type == "cpu":
         photo = render.to_image(photo)  # Pillow draws on the CPU; see render.show_on_photo
-    tiles, small = [], None
+    tiles: list[Tile] = []
+    small = None  # the photo and its box shrunk to the tiles' size, made once
     for picture in pictures:
         drawn = _draw(photo, raws, box, picture, options, input_size, objects)
         if options.save_maps and picture.method is not None and picture.k >= 0:
