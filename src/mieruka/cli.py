@@ -19,6 +19,7 @@ EXPLAIN_EXAMPLES = """examples:
   mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo
   mieruka explain photos/ --out maps --overwrite # replace the earlier run in maps/
   mieruka explain cat.jpg --target "tabby" --style panel
+  mieruka explain photos/ --out maps --sheet     # and a contact sheet: maps/sheet-001.png, ...
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
   mieruka explain photo.jpg --model vgg16 --weights IMAGENET1K_V1 --layer features.29
   mieruka explain cat.jpg --method gradcam,gradcam++,layercam,scorecam   # side by side
@@ -228,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument(
         "--save-maps", action="store_true", help="also write each raw map at layer resolution as .npy"
+    )
+    explain.add_argument(
+        "--sheet",
+        action="store_true",
+        help="also write a contact sheet: each target's picture small, captioned with the photo, label and "
+        "probability, in pages of about 48 (sheet-001.png, sheet-002.png, ...); a panel's tile is its overlay",
+    )
+    explain.add_argument(
+        "--sheet-columns",
+        type=int,
+        metavar="N",
+        help="tiles per row of the contact sheet, 1 to 32; implies --sheet (default: 6)",
     )
     explain.add_argument(
         "--batch-size",
@@ -608,6 +621,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json, show_photos=len(paths) > 4)
     cam.progress = progress.stage
     records, failures = [], []
+    sheet, sheet_error = _contact_sheet(args, out_dir, loaded, methods, layer_names), None
     started = time.perf_counter()
     for outcome in explain_files(
         paths,
@@ -625,6 +639,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             format=args.format,
             label=args.label,
             font=args.font,
+            tile=sheet.layout.tile if sheet is not None else None,
         ),
         batch_size=args.batch_size,
         workers=args.workers,
@@ -639,6 +654,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             records.append({"file": str(outcome.path), "error": outcome.error})
             continue
         records.extend(outcome.records)
+        if sheet is not None and sheet_error is None:
+            sheet_error = _add_tiles(sheet, outcome)
         if args.json:
             for record in outcome.records:
                 print(json.dumps(record, ensure_ascii=False))
@@ -646,6 +663,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             progress.clear()
             _print_summary(outcome.records, out_dir)
     progress.clear()
+    if sheet is not None:
+        sheet_error = _close_sheet(sheet, records, sheet_error)
     write_jsonl(records, out_dir / RESULTS)
     if loaded.random_weights:
         print(
@@ -657,12 +676,12 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         seconds = time.perf_counter() - started
         print(
             f"{len(paths) - len(failures)} of {len(paths)} image(s) explained at layer {layer_names}"
-            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS})"
+            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS}{_pages_note(sheet)})"
             + (f"; {len(failures)} failed:" if failures else "")
         )
         for failure in failures:
             print(f"  {' '.join(failure.split())}")
-    return EXIT_BAD_INPUT if failures else 0
+    return EXIT_BAD_INPUT if failures or sheet_error else 0
 
 
 def run_evaluate(args) -> int:
@@ -922,6 +941,10 @@ def _check_explain_flags(args) -> None:
         raise ValueError(f"--style boxes draws detections; it does not apply to --task {args.task}")
     if args.score_channels is not None and args.score_channels < 1:
         raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
+    if args.sheet_columns is not None:
+        if not 1 <= args.sheet_columns <= 32:
+            raise ValueError(f"--sheet-columns must be between 1 and 32, got {args.sheet_columns}")
+        args.sheet = True
     if args.num_classes is not None and args.num_classes < 0:
         raise ValueError(
             f"--num-classes must be 0 or more (0: timm models without a head), got {args.num_classes}"
@@ -1091,6 +1114,65 @@ def _parse_target(text: str | None, labels):
     if labels is not None and not 0 <= index < len(labels):
         raise ValueError(f"--target {text}: the model has {len(labels)} classes (0 to {len(labels) - 1})")
     return index
+
+
+def _contact_sheet(args, out_dir: Path, loaded, methods: list[str], layer: str):
+    """The contact sheet --sheet asks for, headed with the model, methods and layer; or None."""
+    if not args.sheet:
+        return None
+    from .sheet import COLUMNS, ContactSheet
+
+    untrained = "  [random weights]" if loaded.random_weights else ""
+    return ContactSheet(
+        out_dir,
+        suffix="." + args.format,
+        columns=args.sheet_columns or COLUMNS,
+        title=f"{loaded.name} · {', '.join(methods)} · {layer}{untrained}",
+        font=args.font,
+    )
+
+
+def _add_tiles(sheet, outcome) -> str | None:
+    """Put a photo's tiles on the contact sheet; each record it shows names its page. An error that
+    stops the sheet is reported once and returned; the pictures and results.jsonl go on."""
+    try:
+        for tile in outcome.tiles:
+            page = sheet.add(tile.picture, tile.caption)
+            for row in tile.records:
+                outcome.records[row]["sheet"] = page.name
+    except OSError as error:
+        return _sheet_failed(error)
+    return None
+
+
+def _close_sheet(sheet, records: list[dict], error: str | None) -> str | None:
+    """Write the last page unless the sheet failed before; a record keeps the name of its page only
+    where that page was written. The error, if any."""
+    if error is None:
+        try:
+            sheet.close()
+        except OSError as failure:
+            error = _sheet_failed(failure)
+    written = {page.name for page in sheet.pages}
+    for record in records:
+        if "sheet" in record and record["sheet"] not in written:
+            del record["sheet"]
+    return error
+
+
+def _sheet_failed(error: OSError) -> str:
+    reason = error.strerror or error
+    message = f"cannot write the contact sheet ({reason}): the pictures are written, the sheet is not"
+    print(f"mieruka: error: {message}", file=sys.stderr)
+    return message
+
+
+def _pages_note(sheet) -> str:
+    """`, contact sheet: sheet-001.png to sheet-004.png` for the closing summary."""
+    if sheet is None or not sheet.pages:
+        return ""
+    first, last = sheet.pages[0].name, sheet.pages[-1].name
+    return f", contact sheet: {first}" + (f" to {last}" if last != first else "")
 
 
 def _print_summary(records: list[dict], out_dir: Path) -> None:
