@@ -16,7 +16,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture(params=DEVICES)
-def device(request) -> torch.device:
+def torch_device(request) -> torch.device:
     return torch.device(request.param)
 
 
@@ -99,20 +99,72 @@ def model_state(model: nn.Module) -> tuple:
     )
 
 
+# ---- a real browser --------------------------------------------------------------------------------
+
+SCREENSHOTS = ROOT / "out" / "screenshots"  # where the browser tests leave what they saw
+CHROMIUM_FLAGS = [  # a closed network: no background connections, no sandbox as root, no GPU
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    """The system's Chromium (Debian's ``chromium`` package), or MIERUKA_CHROMIUM: Playwright's own
+    browser download cannot be reached from our machines."""
+    import os
+    import shutil
+
+    given = os.environ.get("MIERUKA_CHROMIUM")
+    if given:
+        return given
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's launch options, pointed at the system Chromium (skips without one)."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip(
+            "no Chromium: install Debian's chromium package (make test does, as root) or set MIERUKA_CHROMIUM"
+        )
+    return {**browser_type_launch_args, "executable_path": path, "args": CHROMIUM_FLAGS}
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
 # ---- the quick subset ------------------------------------------------------------------------------
 
 TRAINED = {"shapes_net", "shapes_vit", "pairs_net", "shapes_segmenter"}  # fixtures that train a model
 END_TO_END = {"test_cli", "test_tasks", "test_evaluate"}  # modules that run the command in subprocesses
+BROWSER = {"page", "browser", "context"}  # pytest-playwright's fixtures: a real Chromium
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: trains a model or runs the command end to end; `make test-quick` leaves it out"
     )
+    config.addinivalue_line("markers", "browser: drives a real Chromium through Playwright")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = getattr(item, "module", None)
-        if TRAINED & set(getattr(item, "fixturenames", ())) or (module and module.__name__ in END_TO_END):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if BROWSER & fixtures:
+            item.add_marker(pytest.mark.browser)
+        if TRAINED & fixtures or BROWSER & fixtures or (module and module.__name__ in END_TO_END):
             item.add_marker(pytest.mark.slow)

@@ -212,10 +212,10 @@ def test_layer_not_on_the_path_to_the_output_is_reported():
         GradCAM(TwoHeads(), "unused")(torch.randn(1, 3, 4, 4))
 
 
-def test_model_on_device(device):
-    model = torchvision.models.resnet18().eval().to(device)
-    result = GradCAM(model)(torch.randn(2, 3, 64, 64, device=device))
-    assert result.maps.device.type == device.type
+def test_model_on_device(torch_device):
+    model = torchvision.models.resnet18().eval().to(torch_device)
+    result = GradCAM(model)(torch.randn(2, 3, 64, 64, device=torch_device))
+    assert result.maps.device.type == torch_device.type
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
 from conftest import SAMPLES
 
@@ -124,7 +125,14 @@ def test_table_json_and_per_image_agree_with_the_library(tmp_path, weights, phot
     [
         (("--metrics", "deletion,bogus"), "unknown metric 'bogus'"),
         (("--method", "gradcam,nosuchcam"), "nosuchcam"),
-        (("--metrics", "pointing"), "--metrics pointing needs ground-truth boxes: pass --boxes FILE"),
+        (
+            ("--metrics", "pointing"),
+            "--metrics pointing needs ground truth: pass --boxes FILE or --masks DIR",
+        ),
+        (
+            ("--masks", "nowhere"),
+            "--masks nowhere: no such folder (a folder of PNG masks named like the photos)",
+        ),
         (("--steps", "0"), "--steps must be at least 1"),
         (("--road-fractions", "0.5,1.5"), "--road-fractions"),
     ],
@@ -138,17 +146,171 @@ def test_bad_flags_are_one_line_and_exit_2(tmp_path, args, message):
 @pytest.mark.parametrize(
     ("boxes", "message"),
     [
-        ({"dog.jpg": [[0, 0, 10, 10]]}, "names dog.jpg, which is not among the photos given"),
-        ({"cat.jpg": [[0, 0, 10000, 10]]}, "cat.jpg: box [0.0, 0.0, 10000.0, 10.0] lies outside the"),
         ({"cat.jpg": [[0, 0, 10]]}, "is not four numbers"),
+        (
+            {"cat.jpg": {"box": [0, 0, 1, 1]}},
+            'the entry of cat.jpg has [\'box\']: expected "boxes" and/or "mask"',
+        ),
+        ([], "expected an object of photo name -> boxes"),
     ],
 )
-def test_bad_boxes_are_one_line_and_exit_2(tmp_path, boxes, message):
+def test_an_unreadable_boxes_file_is_one_line_and_exit_2(tmp_path, boxes, message):
+    """A file not in any of the layouts is the flag's error: refused before any model loads."""
     (tmp_path / "boxes.json").write_text(json.dumps(boxes))
     run = mieruka(
         "evaluate", SAMPLES / "cat.jpg", "--boxes", tmp_path / "boxes.json", "--out", tmp_path / "out"
     )
     assert run.returncode == 2 and message in run.stderr and len(run.stderr.splitlines()) == 1, run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", ["folder-in-the-way", "a-file", "under-a-file", "proc"])
+def test_an_output_folder_that_cannot_take_the_results_is_refused_before_any_model_work(tmp_path, case):
+    """Found up front, not after the whole evaluation; --model names no model, so a check that came
+    after the model's loading would say so instead."""
+    out = tmp_path / "out"
+    if case == "folder-in-the-way":
+        (out / "per_image.jsonl").mkdir(parents=True)
+        message = (
+            f"--out {out}: {out / 'per_image.jsonl'} is a folder, and evaluate writes a file there: "
+            "move it away or choose another --out"
+        )
+    elif case == "a-file":
+        out.write_text("")
+        message = f"--out {out}: {out} is a file, not a folder: choose another --out"
+    elif case == "under-a-file":
+        (tmp_path / "file").write_text("")
+        out = tmp_path / "file" / "out"
+        message = f"--out {out}: {tmp_path / 'file'} is a file, not a folder: choose another --out"
+    else:  # os.access says yes to root here; a file is tried
+        if not Path("/proc/self").exists():
+            pytest.skip("no /proc")
+        out = Path("/proc/mieruka-out")
+        message = "--out /proc/mieruka-out: cannot write there (/proc is not a writable folder): choose"
+    run = mieruka("evaluate", SAMPLES / "cat.jpg", "--model", "no_such_model", "--out", out)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, run.stderr
+    assert run.stderr.startswith(f"mieruka: error: {message}"), run.stderr
+
+
+def test_the_out_check_knows_every_file_evaluate_writes():
+    from mieruka import scoreboard
+    from mieruka.cli import EVALUATE_FILES
+
+    names = (
+        scoreboard.PER_IMAGE_FILE,
+        scoreboard.METRICS_FILE,
+        scoreboard.CURVES_PLOT,
+        scoreboard.SANITY_PLOT,
+    )
+    assert sorted(EVALUATE_FILES) == sorted(names)
+
+
+def _noise(path: Path, seed: int, size: tuple[int, int] = (64, 48)) -> None:
+    """A small photo of seeded noise: a map with a peak somewhere, unlike on a flat colour."""
+    pixels = torch.randint(0, 256, (size[1], size[0], 3), generator=torch.Generator().manual_seed(seed))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.to(torch.uint8).numpy()).save(path)
+
+
+def _library_localization(weights: Path, files: list[Path], truths: list) -> list[tuple[float, float]]:
+    """(pointing, energy) of the predicted class's Grad-CAM per photo, from the library."""
+    from mieruka import load_model
+    from mieruka.cam import CAM
+    from mieruka.images import load_image
+    from mieruka.metrics import localize_in_photo
+
+    loaded = load_model("resnet18", str(weights), num_classes=5)
+    images = [load_image(f) for f in files]
+    maps = CAM(loaded.model, method="gradcam")(torch.stack([loaded.preprocess(i) for i in images])).maps
+    results = []
+    for i, (image, truth) in enumerate(zip(images, truths)):
+        crop = loaded.preprocess.crop_box(image.size)
+        hit, energy = localize_in_photo(maps[i : i + 1], crop, image.size, truth)
+        results.append((float(hit[0]), energy[0].item()))
+    return results
+
+
+def test_ground_truth_that_does_not_fit_costs_only_its_photo(tmp_path, weights):
+    """A box outside its photo, an empty box, a mask of another size: one line each, exit status 2,
+    and the good photos (boxes 0.6 px over the edge, clipped; a mask) evaluated and written."""
+    from mieruka.boxes import read_mask
+
+    photos, masks = tmp_path / "photos", tmp_path / "masks"
+    names = ["boxed.png", "empty.png", "masked.png", "outside.png", "small-mask.png"]
+    for seed, name in enumerate(names):
+        _noise(photos / name, seed)
+    mask = torch.zeros(48, 64, dtype=torch.uint8)
+    mask[5:30, 10:40] = 1
+    masks.mkdir()
+    Image.fromarray(mask.numpy()).save(masks / "masked.png")
+    Image.fromarray(mask[:24, :32].numpy()).save(masks / "small-mask.png")
+    boxes = {
+        "boxed.png": [[30, 0, 64.6, 48.5]],
+        "outside.png": [[0, 0, 200, 10]],
+        "empty.png": [[10, 10, 10, 20]],
+        "ghost.png": [[0, 0, 1, 1]],
+    }
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    run = mieruka(
+        "evaluate", photos, *MODEL, "--weights", weights, "--method", "gradcam", "--metrics", "pointing,drop",
+        "--boxes", tmp_path / "boxes.json", "--masks", masks, "--out", out,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    flag = f"--boxes {tmp_path / 'boxes.json'}"
+    assert run.stderr.splitlines() == [
+        f"mieruka: warning: {flag} names 1 photo (ghost.png), not among the photos given: left out",
+        f"mieruka: error: {flag}: empty.png: box [10.0, 10.0, 10.0, 20.0] is empty (x1 <= x0 or y1 <= y0): "
+        "give corners [x0, y0, x1, y1] (COCO's [x, y, width, height] only in a COCO-style file)",
+        f"mieruka: error: {flag}: outside.png: box [0.0, 0.0, 200.0, 10.0] lies outside the 64x48 photo "
+        "(more than 1 px past its edge): fix the box or remove it",
+        f"mieruka: error: {photos / 'small-mask.png'}: {masks / 'small-mask.png'}: the mask is 32x24 but its "
+        "photo is 64x48: a mask covers the original photo pixel for pixel",
+    ]
+    assert "2 of 5 image(s) evaluated" in run.stdout and "3 failed" in run.stdout
+    records = _lines(out / "per_image.jsonl")
+    assert {r["photo"] for r in records if "error" in r} == {"empty.png", "outside.png", "small-mask.png"}
+    value = {(r["photo"], r["metric"]): r["value"] for r in records if r.get("method") == "gradcam"}
+    document = json.loads((out / "metrics.json").read_text())
+    assert document["table"]["gradcam"]["pointing"]["images"] == 2 and document["settings"]["failed"] == 3
+    expected = _library_localization(
+        weights,
+        [photos / "boxed.png", photos / "masked.png"],
+        [[(30, 0, 64, 48)], read_mask(masks / "masked.png")],
+    )
+    for name, (hit, energy) in zip(["boxed.png", "masked.png"], expected):
+        assert value[(name, "pointing")] == hit
+        assert value[(name, "energy")] == pytest.approx(energy, abs=1e-5)
+    assert 0 < value[("masked.png", "energy")] < 1
+
+
+def test_photos_of_one_name_in_two_folders_never_share_boxes(tmp_path, weights):
+    """x/cat.png and y/cat.png given together: each gets the boxes of its own longer name; a bare
+    dog.png that fits both is an error naming both, and no photo scores on another's boxes."""
+    for seed, name in enumerate(["x/cat.png", "y/cat.png", "x/dog.png", "y/dog.png"]):
+        _noise(tmp_path / name, seed)
+    left, right = [[0, 0, 32, 48]], [[32, 0, 64, 48]]
+    boxes = {"x/cat.png": left, "y/cat.png": right, "dog.png": left}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    run = mieruka(
+        "evaluate", tmp_path / "x", tmp_path / "y", *MODEL, "--weights", weights, "--method", "gradcam",
+        "--metrics", "pointing", "--boxes", tmp_path / "boxes.json", "--out", out,
+    )  # fmt: skip
+    assert run.returncode == 2
+    message = (
+        f"--boxes {tmp_path / 'boxes.json'}: dog.png names both {tmp_path / 'x/dog.png'} and "
+        f"{tmp_path / 'y/dog.png'}: name each photo by a longer path, such as x/dog.png"
+    )
+    assert run.stderr.splitlines() == [f"mieruka: error: {message}"] * 2
+    records = _lines(out / "per_image.jsonl")
+    energy = {
+        r["file"]: r["value"] for r in records if r.get("method") == "gradcam" and r["metric"] == "energy"
+    }
+    cats = [tmp_path / "x/cat.png", tmp_path / "y/cat.png"]
+    assert set(energy) == {str(path) for path in cats}
+    for path, (_, expected) in zip(cats, _library_localization(weights, cats, [left, right])):
+        assert energy[str(path)] == pytest.approx(expected, abs=1e-5)
 
 
 def test_a_bad_photo_is_reported_and_the_good_ones_evaluated(tmp_path, weights):

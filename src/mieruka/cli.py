@@ -19,6 +19,7 @@ EXPLAIN_EXAMPLES = """examples:
   mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo
   mieruka explain photos/ --out maps --overwrite # replace the earlier run in maps/
   mieruka explain cat.jpg --target "tabby" --style panel
+  mieruka explain photos/ --out maps --sheet     # and a contact sheet: maps/sheet-001.png, ...
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
   mieruka explain photo.jpg --model vgg16 --weights IMAGENET1K_V1 --layer features.29
   mieruka explain cat.jpg --method gradcam,gradcam++,layercam,scorecam   # side by side
@@ -29,13 +30,29 @@ EVALUATE_EXAMPLES = """examples:
   mieruka evaluate samples --method gradcam,gradcam++,layercam,scorecam
   mieruka evaluate photos/ --method gradcam,layercam --metrics deletion,insertion,drop,road --out eval
   mieruka evaluate photos/ --metrics pointing,drop --boxes boxes.json --out eval
+  mieruka evaluate photos/ --metrics pointing --masks masks/ --out eval
   mieruka evaluate photos/ --metrics sanity --method gradcam,guidedbackprop --out eval
 
-boxes files (photo names as found: a/cat.jpg under a folder given, cat.jpg given directly;
-corners in the original photo's pixels):
+boxes files (photo names as found: a/cat.jpg under a folder given, cat.jpg given directly, or the
+end of a path that fits one photo only; corners in the original photo's pixels, upright):
   {"cat.jpg": [[x0, y0, x1, y1], ...]}            JSON
+  {"cat.jpg": {"boxes": [...], "mask": "m.png"}}  JSON with a mask file (relative to the JSON file)
   {"images": [...], "annotations": [...]}          COCO-style JSON (bbox = [x, y, width, height])
   photo,x0,y0,x1,y1                                CSV, one box a row
+A box up to 1 px past the photo's edge is clipped to it; one further out, or empty, fails its photo.
+masks (--masks DIR): PNG files the size of the original photo (upright), nonzero = object, one per
+photo at its path with .png for its suffix: photos/a/cat.jpg (photos/ given) -> DIR/a/cat.png.
+A photo with a mask is scored on it, otherwise on its boxes. A name that fits no photo is a warning,
+one that fits two an error for both; a box or mask that does not fit its photo fails that photo
+only (exit status 2), and the others are still evaluated.
+"""
+
+SERVE_EXAMPLES = """examples:
+  mieruka serve                                  # the default ImageNet model; upload photos in the page
+  mieruka serve photos/                          # ... or pick them from photos/ (only images under it)
+  mieruka serve photos/ --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
+  mieruka serve photos/ --port 8123 --max-upload-mb 50
+then open the address it prints (http://127.0.0.1:8000/ by default) in a browser; Ctrl+C stops it.
 """
 
 LAYERS_EXAMPLES = """examples:
@@ -214,6 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-maps", action="store_true", help="also write each raw map at layer resolution as .npy"
     )
     explain.add_argument(
+        "--sheet",
+        action="store_true",
+        help="also write a contact sheet: each target's picture small, captioned with the photo, label and "
+        "probability, in pages of about 48 (sheet-001.png, sheet-002.png, ...); a panel's tile is its overlay",
+    )
+    explain.add_argument(
+        "--sheet-columns",
+        type=int,
+        metavar="N",
+        help="tiles per row of the contact sheet, 1 to 32; implies --sheet (default: 6)",
+    )
+    explain.add_argument(
         "--batch-size",
         type=int,
         default=16,
@@ -251,7 +280,43 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(methods)
+
+    _serve_parser(commands)
     return parser
+
+
+def _serve_parser(commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="a local web viewer: open a photo, choose methods, layer and class, see the maps",
+        description="A web page on this machine to explain photos one at a time: upload one or pick it from\n"
+        "FOLDER, choose the methods (side by side), the layer, the class or the top k, the colormap and\n"
+        "the opacity (these two change without recomputing). The model loads once, at start. Listens on\n"
+        "127.0.0.1 only unless --host says otherwise; serves no file outside FOLDER. Needs the serve\n"
+        "extra: pip install 'mieruka[serve]'.",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "folder", nargs="?", metavar="FOLDER", help="photos to pick from in the page (searched recursively)"
+    )
+    _model_arguments(serve)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on; 0 takes a free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        metavar="MB",
+        help="refuse uploaded photos larger than this (default: %(default)s)",
+    )
+    _common(serve)
 
 
 def _evaluate_parser(commands) -> None:
@@ -274,8 +339,9 @@ def _evaluate_parser(commands) -> None:
         "             Confidence, higher is better (1 pass)\n"
         "  road       ROAD (LeRF - MoRF)/2 with noisy linear imputation; higher is better. SLOW on a CPU:\n"
         "             2 x --road-fractions passes plus an imputation of each (seconds per photo at 224 px)\n"
-        "  pointing   pointing game (the map's peak within 15 px of a box) and energy inside the boxes,\n"
-        "             in the photo's own pixels; higher is better; needs --boxes (no passes)\n"
+        "  pointing   pointing game (the map's peak within 15 px of a box or mask) and energy inside\n"
+        "             them, in the photo's own pixels; higher is better; needs --boxes or --masks\n"
+        "             (no passes)\n"
         "  sanity     Spearman of |map| with the head (the logits layer) alone randomized (Adebayo et al.);\n"
         f"             lower is better; a method above {defaults.SANITY_THRESHOLD} is flagged (!): its maps barely depend\n"
         "             on what the model learned. SLOW: --sanity-blocks + 1 maps per method (Score-CAM: a\n"
@@ -298,10 +364,16 @@ def _evaluate_parser(commands) -> None:
         default=None,
         metavar="NAMES",
         help="comma-separated: deletion, insertion, drop (columns drop and increase), road, pointing "
-        "(columns pointing and energy), sanity (default: deletion,insertion,drop; and pointing with --boxes)",
+        "(columns pointing and energy), sanity (default: deletion,insertion,drop; and pointing with --boxes "
+        "or --masks)",
     )
     evaluate.add_argument(
         "--boxes", metavar="FILE", help="ground-truth boxes (JSON, COCO-style JSON or CSV; below)"
+    )
+    evaluate.add_argument(
+        "--masks",
+        metavar="DIR",
+        help="ground-truth masks: a folder of PNGs named like the photos, nonzero = object (below)",
     )
     evaluate.add_argument(
         "--out", "-o", default="mieruka-eval", metavar="DIR", help="output folder (default: %(default)s)"
@@ -435,6 +507,8 @@ def _run(args, parser: argparse.ArgumentParser) -> int:
             return run_methods()
         if args.command == "evaluate":
             return run_evaluate(args)
+        if args.command == "serve":
+            return run_serve(args)
         return run_layers(args)
     except KeyboardInterrupt:
         print("mieruka: interrupted", file=sys.stderr)
@@ -567,6 +641,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json, show_photos=len(paths) > 4)
     cam.progress = progress.stage
     records, failures = [], []
+    sheet, sheet_error = _contact_sheet(args, out_dir, loaded, methods, layer_names), None
     started = time.perf_counter()
     for outcome in explain_files(
         paths,
@@ -584,6 +659,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             format=args.format,
             label=args.label,
             font=args.font,
+            tile=sheet.layout.tile if sheet is not None else None,
         ),
         batch_size=args.batch_size,
         workers=args.workers,
@@ -598,6 +674,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             records.append({"file": str(outcome.path), "error": outcome.error})
             continue
         records.extend(outcome.records)
+        if sheet is not None and sheet_error is None:
+            sheet_error = _add_tiles(sheet, outcome)
         if args.json:
             for record in outcome.records:
                 print(json.dumps(record, ensure_ascii=False))
@@ -605,6 +683,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             progress.clear()
             _print_summary(outcome.records, out_dir)
     progress.clear()
+    if sheet is not None:
+        sheet_error = _close_sheet(sheet, records, sheet_error)
     write_jsonl(records, out_dir / RESULTS)
     if loaded.random_weights:
         print(
@@ -616,12 +696,12 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         seconds = time.perf_counter() - started
         print(
             f"{len(paths) - len(failures)} of {len(paths)} image(s) explained at layer {layer_names}"
-            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS})"
+            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS}{_pages_note(sheet)})"
             + (f"; {len(failures)} failed:" if failures else "")
         )
         for failure in failures:
             print(f"  {' '.join(failure.split())}")
-    return EXIT_BAD_INPUT if failures else 0
+    return EXIT_BAD_INPUT if failures or sheet_error else 0
 
 
 def run_evaluate(args) -> int:
@@ -648,9 +728,16 @@ def run_evaluate(args) -> int:
             f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
         )
     paths, places = [path for path, _ in found], [place for _, place in found]
-    boxes = _evaluate_boxes(args.boxes, found) if args.boxes else None
     out_dir = Path(args.out)
     earlier = _earlier_evaluation(out_dir, args.overwrite)
+    _check_evaluate_out(out_dir)
+    truth = None
+    if args.boxes is not None or args.masks is not None:
+        from .boxes import ground_truth
+
+        truth, notes = ground_truth(found, args.boxes, args.masks)  # a file that cannot be read: here
+        for note in notes if "pointing" in metrics else ():
+            print(f"mieruka: warning: {note}", file=sys.stderr)
 
     import torch
 
@@ -696,7 +783,7 @@ def run_evaluate(args) -> int:
         methods,
         metrics,
         target=target,
-        boxes=boxes,
+        truth=truth,
         places=places,
         settings=settings,
         evaluation=evaluation,
@@ -711,23 +798,29 @@ def run_evaluate(args) -> int:
             progress.clear()
             print(f"mieruka: error: {outcome.error}", file=sys.stderr)
     progress.clear()
+    if evaluation.values and not args.quiet:  # shown before the files are written: never lost
+        print(evaluation.text())
     written = [scoreboard.PER_IMAGE_FILE]
-    scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)
-    if evaluation.values:
-        document = scoreboard.metrics_document(evaluation, {})
-        if "curves" in document:
-            scoreboard.plot_curves(document, out_dir / scoreboard.CURVES_PLOT)
-            written.append(scoreboard.CURVES_PLOT)
-        if "sanity" in document:
-            scoreboard.plot_sanity(document, out_dir / scoreboard.SANITY_PLOT)
-            written.append(scoreboard.SANITY_PLOT)
-        document["settings"] = _evaluate_settings(
-            args, loaded, layer_names, methods, metrics, settings, paths, failures
-        )
-        document["files"] = [*written, scoreboard.METRICS_FILE]
-        scoreboard.write_json(document, out_dir / scoreboard.METRICS_FILE)
-        if not args.quiet:
-            print(evaluation.text())
+    try:
+        scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)
+        if evaluation.values:
+            document = scoreboard.metrics_document(evaluation, {})
+            if "curves" in document:
+                scoreboard.plot_curves(document, out_dir / scoreboard.CURVES_PLOT)
+                written.append(scoreboard.CURVES_PLOT)
+            if "sanity" in document:
+                scoreboard.plot_sanity(document, out_dir / scoreboard.SANITY_PLOT)
+                written.append(scoreboard.SANITY_PLOT)
+            document["settings"] = _evaluate_settings(
+                args, loaded, layer_names, methods, metrics, settings, paths, failures
+            )
+            document["files"] = [*written, scoreboard.METRICS_FILE]
+            scoreboard.write_json(document, out_dir / scoreboard.METRICS_FILE)
+    except OSError as error:  # the folder was checked up front; a disk can still fill up
+        raise ValueError(
+            f"--out {out_dir}: cannot write the results there ({error.strerror or error}): "
+            "free some space or choose another --out"
+        ) from None
     if loaded.random_weights:
         print(
             f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): its maps mean nothing",
@@ -748,13 +841,20 @@ def run_evaluate(args) -> int:
 def _check_evaluate_flags(args) -> tuple[list[str], tuple[float, ...]]:
     from .metric_names import DEFAULT_METRICS, NEEDS_BOXES, parse_metrics
 
+    truth = args.boxes is not None or args.masks is not None
     if args.metrics is None:
-        metrics = [*DEFAULT_METRICS, *(NEEDS_BOXES if args.boxes else ())]
+        metrics = [*DEFAULT_METRICS, *(NEEDS_BOXES if truth else ())]
     else:
         metrics = parse_metrics(args.metrics)
     needing = [m for m in metrics if m in NEEDS_BOXES]
-    if needing and not args.boxes:
-        raise ValueError(f"--metrics {needing[0]} needs ground-truth boxes: pass --boxes FILE")
+    if needing and not truth:
+        raise ValueError(
+            f"--metrics {needing[0]} needs ground truth: pass --boxes FILE or --masks DIR (see --help)"
+        )
+    if args.masks is not None and not Path(args.masks).is_dir():
+        raise ValueError(
+            f"--masks {args.masks}: no such folder (a folder of PNG masks named like the photos)"
+        )
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     if args.batch_size < 1:
@@ -778,35 +878,17 @@ def _check_evaluate_flags(args) -> tuple[list[str], tuple[float, ...]]:
     return metrics, fractions
 
 
-def _evaluate_boxes(path: str, found: list) -> dict:
-    """The boxes file read and checked against the photos: every name found, every box inside."""
-    from .boxes import check_boxes, read_boxes
-
-    boxes = read_boxes(path)
-    by_name = {place.as_posix(): photo for photo, place in found}
-    for name, photo_boxes in boxes.items():
-        if name not in by_name:
-            raise ValueError(f"--boxes {path}: names {name}, which is not among the photos given")
-        size = _upright_size(by_name[name])
-        if size is not None:  # an unreadable photo is reported when it is evaluated
-            try:
-                check_boxes(photo_boxes, size, name)
-            except ValueError as error:
-                raise ValueError(f"--boxes {path}: {error}") from None
-    return boxes
+EVALUATE_FILES = ("per_image.jsonl", "metrics.json", "curves.png", "sanity.png")  # scoreboard's names
 
 
-def _upright_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) as load_image shows the photo (EXIF rotation applied), from its header only."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
-    except Exception:
-        return None
-    return (height, width) if rotated else (width, height)
+def _check_evaluate_out(out_dir: Path) -> None:
+    """No folder stands where evaluate writes a file: found before any model work, not at the end."""
+    for name in EVALUATE_FILES:
+        if (out_dir / name).exists() and not (out_dir / name).is_file():
+            raise ValueError(
+                f"--out {out_dir}: {out_dir / name} is a folder, and evaluate writes a file there: "
+                "move it away or choose another --out"
+            )
 
 
 def _earlier_evaluation(out_dir: Path, overwrite: bool) -> list[Path]:
@@ -815,7 +897,7 @@ def _earlier_evaluation(out_dir: Path, overwrite: bool) -> list[Path]:
     METRICS_FILE = "metrics.json"  # scoreboard.METRICS_FILE, without importing torch
 
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"{out_dir}: is a file, expected an output folder")
+        raise ValueError(f"--out {out_dir}: is a file, expected an output folder: choose another --out")
     document = out_dir / METRICS_FILE
     if not document.is_file():
         return []
@@ -880,6 +962,10 @@ def _check_explain_flags(args) -> None:
         raise ValueError(f"--style boxes draws detections; it does not apply to --task {args.task}")
     if args.score_channels is not None and args.score_channels < 1:
         raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
+    if args.sheet_columns is not None:
+        if not 1 <= args.sheet_columns <= 32:
+            raise ValueError(f"--sheet-columns must be between 1 and 32, got {args.sheet_columns}")
+        args.sheet = True
     if args.num_classes is not None and args.num_classes < 0:
         raise ValueError(
             f"--num-classes must be 0 or more (0: timm models without a head), got {args.num_classes}"
@@ -909,8 +995,27 @@ def _check_files_exist(args) -> None:
     existing = Path(args.out).resolve()
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {args.out}: cannot write there ({existing} is not a writable folder)")
+    if not existing.is_dir():
+        raise ValueError(f"--out {args.out}: {existing} is a file, not a folder: choose another --out")
+    if not _can_write_in(existing):
+        raise ValueError(
+            f"--out {args.out}: cannot write there ({existing} is not a writable folder): "
+            "choose another --out"
+        )
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, by making one (gone once closed): os.access alone
+    tells root yes where nothing can be written, such as /proc, and the run would fail at its end."""
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def _has_attention(model) -> bool:
@@ -1032,6 +1137,65 @@ def _parse_target(text: str | None, labels):
     return index
 
 
+def _contact_sheet(args, out_dir: Path, loaded, methods: list[str], layer: str):
+    """The contact sheet --sheet asks for, headed with the model, methods and layer; or None."""
+    if not args.sheet:
+        return None
+    from .sheet import COLUMNS, ContactSheet
+
+    untrained = "  [random weights]" if loaded.random_weights else ""
+    return ContactSheet(
+        out_dir,
+        suffix="." + args.format,
+        columns=args.sheet_columns or COLUMNS,
+        title=f"{loaded.name} · {', '.join(methods)} · {layer}{untrained}",
+        font=args.font,
+    )
+
+
+def _add_tiles(sheet, outcome) -> str | None:
+    """Put a photo's tiles on the contact sheet; each record it shows names its page. An error that
+    stops the sheet is reported once and returned; the pictures and results.jsonl go on."""
+    try:
+        for tile in outcome.tiles:
+            page = sheet.add(tile.picture, tile.caption)
+            for row in tile.records:
+                outcome.records[row]["sheet"] = page.name
+    except OSError as error:
+        return _sheet_failed(error)
+    return None
+
+
+def _close_sheet(sheet, records: list[dict], error: str | None) -> str | None:
+    """Write the last page unless the sheet failed before; a record keeps the name of its page only
+    where that page was written. The error, if any."""
+    if error is None:
+        try:
+            sheet.close()
+        except OSError as failure:
+            error = _sheet_failed(failure)
+    written = {page.name for page in sheet.pages}
+    for record in records:
+        if "sheet" in record and record["sheet"] not in written:
+            del record["sheet"]
+    return error
+
+
+def _sheet_failed(error: OSError) -> str:
+    reason = error.strerror or error
+    message = f"cannot write the contact sheet ({reason}): the pictures are written, the sheet is not"
+    print(f"mieruka: error: {message}", file=sys.stderr)
+    return message
+
+
+def _pages_note(sheet) -> str:
+    """`, contact sheet: sheet-001.png to sheet-004.png` for the closing summary."""
+    if sheet is None or not sheet.pages:
+        return ""
+    first, last = sheet.pages[0].name, sheet.pages[-1].name
+    return f", contact sheet: {first}" + (f" to {last}" if last != first else "")
+
+
 def _print_summary(records: list[dict], out_dir: Path) -> None:
     """The photo's top classes, then each picture as a path from here (records hold it from `out_dir`)."""
     first = records[0]
@@ -1102,8 +1266,61 @@ def run_methods() -> int:
     return 0
 
 
+def run_serve(args) -> int:
+    """Check the flags and the folder, take the port, load the model once, then serve until Ctrl+C."""
+    import importlib.util
+
+    missing = [
+        name for name in ("starlette", "uvicorn", "multipart") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"mieruka serve needs the web stack ({', '.join(missing)} missing): install mieruka[serve] "
+            "(pip install 'mieruka[serve]')"
+        )
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
+    if not args.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb must be more than 0, got {args.max_upload_mb}")
+    if args.folder is not None and not Path(args.folder).is_dir():
+        what = "is a file, expected a folder of photos" if Path(args.folder).exists() else "no such folder"
+        raise ValueError(f"{args.folder}: {what}")
+    for flag, value in (("--labels", args.labels), ("--weights", args.weights)):
+        if value is not None and Path(value).suffix and not Path(value).is_file():
+            raise ValueError(f"{flag} {value}: no such file")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"mieruka: warning: listening on {args.host}, not only this machine: whoever reaches it can "
+            f"run the model{' and see the photos in ' + args.folder if args.folder else ''}",
+            file=sys.stderr,
+        )
+
+    from .serve import Viewer, create_app, listen, serve
+
+    sock = listen(args.host, args.port)  # a busy port is told before the model loads
+    try:
+        loaded, device = _load(args)
+        app = create_app(
+            Viewer(loaded, device),
+            args.folder,
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            host=args.host,
+        )
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        untrained = " [random weights]" if loaded.random_weights else ""
+        print(
+            f"mieruka serve: http://{shown}:{port}/  ({loaded.name}{untrained} on {device}; Ctrl+C stops it)",
+            flush=True,
+        )
+        serve(app, sock)
+    finally:
+        sock.close()
+    return 0
+
+
 def run_layers(args) -> int:
-    from .layers import LayerError, auto_layer, trace_layers
+    from .layers import LayerError, auto_layer, layout_describer, trace_layers
 
     loaded, device = _load(args, shapes_only=True)
     dummy = _dummy_input(loaded, device)
@@ -1113,7 +1330,7 @@ def run_layers(args) -> int:
         auto = auto_layer(loaded.model, dummy)
     except LayerError:
         auto = None
-    describe = _layout_describer(loaded.model, image)
+    describe = layout_describer(loaded.model, image)
     by_name = {info.name: info for info in infos}
     rows = []
     for name, module in loaded.model.named_modules():
@@ -1143,24 +1360,6 @@ def run_layers(args) -> int:
     else:
         print("no automatic target layer: name one with --layer")
     return 0
-
-
-def _layout_describer(model, image: tuple[int, int]):
-    """name, LayerInfo -> how that layer's output would be read ('tokens: 1 prefix + 14x14', 'vector'...)."""
-    from .layouts import TOKENS, LayoutError, layout, prefix_tokens, resolve_layout
-
-    hint = prefix_tokens(model)
-
-    def describe(name: str, info) -> str:
-        kind = layout(info.shape, image, info.kind, batch=info.shape[0])
-        if kind != TOKENS:
-            return kind
-        try:
-            return resolve_layout(name, info.shape, image, module=info.kind, prefix_hint=hint).describe()
-        except LayoutError:
-            return "tokens (ambiguous)"
-
-    return describe
 
 
 def _version() -> str:

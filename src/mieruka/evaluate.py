@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import metric_names as defaults
-from .boxes import Box
+from .boxes import Box, BoxesError, Truth, photo_truth
 from .cam import CAM
 from .images import CropBox
 from .metric_names import DEFAULT_METRICS, METRICS, NEEDS_BOXES, parse_metrics
@@ -81,16 +81,17 @@ def evaluate_batch(
     targets: torch.Tensor | int | None = None,
     *,
     settings: Settings | None = None,
-    photos: Sequence[tuple[CropBox, tuple[int, int], Sequence[Box] | None]] | None = None,
+    photos: Sequence[tuple[CropBox, tuple[int, int], Sequence[Box] | torch.Tensor | None]] | None = None,
     controls_seed: int | Sequence[int] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BatchScores:
     """Score the maps of `methods` and of the two controls on a preprocessed batch (N, C, H, W).
 
-    `photos` (one per input: its crop box, its (width, height) and its boxes or None) is needed for
-    ``pointing``, which is computed in the photo's own pixels; a photo without boxes scores NaN there.
-    The random control's map of input k is drawn from ``controls_seed + k`` (one seed per input given
-    a sequence; by default ``settings.seed``), at the methods' grid.
+    `photos` (one per input: its crop box, its (width, height) and its ground truth: boxes, a mask
+    (H, W) of the photo, or None) is needed for ``pointing``, which is computed in the photo's own
+    pixels; a photo without boxes, or whose mask is empty, scores NaN there. The random control's map
+    of input k is drawn from ``controls_seed + k`` (one seed per input given a sequence; by default
+    ``settings.seed``), at the methods' grid.
 
     >>> scores = evaluate_batch(CAM(model), images, ["gradcam"], ["deletion"])  # doctest: +SKIP
     >>> scores.values["gradcam"]["deletion"]  # (N,) areas under the deletion curve  # doctest: +SKIP
@@ -99,6 +100,8 @@ def evaluate_batch(
     model = cam.model
     if "pointing" in metrics and photos is None:
         raise ValueError("the pointing metric needs each photo's crop box, size and boxes (`photos`)")
+    if photos is not None and len(photos) != len(inputs):
+        raise ValueError(f"expected one entry of `photos` per input ({len(inputs)}), got {len(photos)}")
     say = progress or (lambda _: None)
     if isinstance(targets, int):
         targets = torch.full((len(inputs),), targets, dtype=torch.long)
@@ -157,13 +160,13 @@ def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings
         values["increase"] = faithfulness.increase_in_confidence(original, masked).float().cpu()
     elif metric == "pointing":
         hits, energies = [], []
-        for i, (box, photo_size, boxes) in enumerate(photos):
-            if not boxes:
+        for i, (box, photo_size, truth) in enumerate(photos):
+            if truth is None or not (truth.any() if isinstance(truth, torch.Tensor) else len(truth)):
                 hits.append(float("nan"))
                 energies.append(float("nan"))
                 continue
             hit, energy = localization.localize_in_photo(
-                maps[i : i + 1], box, photo_size, boxes, settings.tolerance
+                maps[i : i + 1], box, photo_size, truth, settings.tolerance
             )
             hits.append(float(hit[0]))
             energies.append(float(energy[0]))
@@ -227,7 +230,7 @@ def evaluate_files(
     metrics: Sequence[str] = DEFAULT_METRICS,
     *,
     target: int | None = None,
-    boxes: dict[str, list[Box]] | None = None,
+    truth: Sequence[Truth | None] | None = None,
     places: Sequence[PurePath] | None = None,
     settings: Settings | None = None,
     evaluation: Evaluation | None = None,
@@ -238,8 +241,10 @@ def evaluate_files(
     on_stage: Callable[[str], None] | None = None,
 ) -> Iterator[PhotoScores]:
     """Read `paths`, evaluate them batch by batch and yield one :class:`PhotoScores` per photo, in
-    order; curves and sanity similarities go into `evaluation` when given. Boxes are looked up by the
-    photo's place (its path under the folder given, or its bare name)."""
+    order; curves and sanity similarities go into `evaluation` when given. `truth` holds each photo's
+    ground truth for ``pointing`` (:func:`mieruka.boxes.ground_truth` gives it from the files): checked
+    against the photo as it is read, a box or mask that does not fit makes that photo's error, and
+    the others are still evaluated."""
     from .batch import _keep_list, _Photos, _same_size
 
     places = list(places) if places is not None else [PurePath(path.name) for path in paths]
@@ -256,14 +261,20 @@ def evaluate_files(
     )
     for batch in loader:
         outcomes = {item[0]: PhotoScores(paths[item[0]], places[item[0]], error=item[3]) for item in batch}
-        for good in _same_size([item for item in batch if item[3] is None]):
+        photos = {}  # index -> (crop box, size, ground truth) of each photo read, whose truth fits
+        for index, _, photo, error in batch:
+            if error is not None:
+                continue
+            size = (photo.shape[-1], photo.shape[-2])
+            try:
+                fitted = None
+                if truth is not None and truth[index] is not None and "pointing" in metrics:
+                    fitted = photo_truth(truth[index], size)
+                photos[index] = (loaded.preprocess.crop_box(size), size, fitted)
+            except BoxesError as problem:  # this photo's boxes or mask: it alone is not evaluated
+                outcomes[index].error = str(problem)
+        for good in _same_size([item for item in batch if item[0] in photos]):
             inputs = torch.stack([item[1] for item in good]).to(device)
-            photos = []
-            for index, _, photo, _ in good:
-                size = (photo.shape[-1], photo.shape[-2])
-                photos.append(
-                    (loaded.preprocess.crop_box(size), size, (boxes or {}).get(_key(places[index])))
-                )
             scores = evaluate_batch(
                 cam,
                 inputs,
@@ -271,7 +282,7 @@ def evaluate_files(
                 metrics,
                 target,
                 settings=settings,
-                photos=photos,
+                photos=[photos[item[0]] for item in good],
                 controls_seed=[settings.seed + index for index, *_ in good],  # photo i: seed + i
                 progress=on_stage,
             )
@@ -287,7 +298,3 @@ def evaluate_files(
             yield outcomes[index]
         if on_progress:
             on_progress(len(batch))
-
-
-def _key(place: PurePath) -> str:
-    return place.as_posix()

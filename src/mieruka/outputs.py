@@ -21,7 +21,7 @@ from ._io import atomic_open
 RESULTS = "results.jsonl"
 MAX_NAME_BYTES = 200  # ext4 and APFS allow 255 bytes a name: room left for "-2" and the suffix
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')  # separators, controls, and what Windows refuses
-_RECORD_PATHS = ("output", "outputs", "map")
+_RECORD_PATHS = ("output", "outputs", "map", "sheet")  # "sheet": its contact sheet page
 
 
 def safe_component(text: str, fallback: str = "_") -> str:
@@ -117,7 +117,8 @@ class EarlierRun:
 def find_earlier_run(out_dir: str | os.PathLike) -> EarlierRun | None:
     """The earlier run in `out_dir`, or None where it holds no results.jsonl (or does not exist).
 
-    Only the pictures and maps a record lists ("output", "outputs", "map") count, and only inside
+    Only the pictures, maps and contact sheet pages a record lists ("output", "outputs", "map",
+    "sheet") count, and only inside
     `out_dir`: never a record's "file", the photo. Paths as mieruka 0.1.0 wrote them (relative to the
     directory it ran in, or absolute) are found as well.
     """

@@ -61,15 +61,24 @@ def localize_in_photo(
     maps: torch.Tensor,
     box: CropBox,
     size: tuple[int, int],
-    boxes: Sequence[Sequence[float]],
+    truth: Sequence[Sequence[float]] | torch.Tensor,
     tolerance: int = 15,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pointing game and energy inside for maps (K, h, w) of one photo, in the photo's own pixels.
 
     The maps cover the crop `box` of the (width, height) photo and are put back onto it by
-    :func:`mieruka.maps.to_photo` (zero where the model did not look); the ground truth is the union of
-    `boxes` (x0, y0, x1, y1) in photo pixels. Returns (hit (K,) bool, energy (K,)).
+    :func:`mieruka.maps.to_photo` (zero where the model did not look); the ground truth `truth` is the
+    union of boxes (x0, y0, x1, y1) in photo pixels, or the object's mask (H, W) of the photo, nonzero
+    = object. Returns (hit (K,) bool, energy (K,)).
     """
     photo_maps, _ = to_photo(maps, box, size)
-    mask = box_mask(boxes, size, photo_maps.device).expand_as(photo_maps)
+    if isinstance(truth, torch.Tensor):
+        if tuple(truth.shape) != (size[1], size[0]):
+            raise ValueError(
+                f"expected a mask (H, W) of the {size[0]}x{size[1]} photo, got {tuple(truth.shape)}"
+            )
+        mask = truth.to(photo_maps.device, torch.bool)
+    else:
+        mask = box_mask(truth, size, photo_maps.device)
+    mask = mask.expand_as(photo_maps)
     return pointing_game(photo_maps, mask, tolerance), energy_inside(photo_maps, mask)
