@@ -790,7 +790,7 @@ def run_evaluate(args) -> int:
         batch_size=16,
         device=device,
         on_progress=progress.advance,
-        on_stage=lambda stage: progress.stage(stage, 0, 1),
+        on_stage=progress.stage,
     ):
         outcomes.append(outcome)
         if outcome.error:
@@ -1229,7 +1229,7 @@ class _Progress:
 
     def stage(self, method: str, done: int, total: int) -> None:
         """For CAM(progress=...): `method` has done `done` of `total` steps."""
-        self.method = f"{method} {done}/{total} passes" if total > 1 else f"{method}..."
+        self.method = f"{method} {done}/{total}" if total > 1 else f"{method}..."
         self._draw()
 
     def _draw(self) -> None:

@@ -83,7 +83,7 @@ def evaluate_batch(
     settings: Settings | None = None,
     photos: Sequence[tuple[CropBox, tuple[int, int], Sequence[Box] | torch.Tensor | None]] | None = None,
     controls_seed: int | Sequence[int] | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> BatchScores:
     """Score the maps of `methods` and of the two controls on a preprocessed batch (N, C, H, W).
 
@@ -102,7 +102,7 @@ def evaluate_batch(
         raise ValueError("the pointing metric needs each photo's crop box, size and boxes (`photos`)")
     if photos is not None and len(photos) != len(inputs):
         raise ValueError(f"expected one entry of `photos` per input ({len(inputs)}), got {len(photos)}")
-    say = progress or (lambda _: None)
+    say = progress or (lambda stage, done, total: None)
     if isinstance(targets, int):
         targets = torch.full((len(inputs),), targets, dtype=torch.long)
     results = cam.compare(inputs, list(methods), targets)
@@ -120,12 +120,27 @@ def evaluate_batch(
     scores = BatchScores({row: {} for row in maps}, chosen.cpu())
     for metric in metrics:
         for row, row_maps in maps.items():
-            say(f"{metric} {row}")
-            _score(scores, metric, row, model, inputs, row_maps, chosen, settings, photos, (cam, first.layer))
+            stage = f"{metric} {row}"
+            say(stage, 0, 1)
+            _score(
+                scores,
+                metric,
+                row,
+                model,
+                inputs,
+                row_maps,
+                chosen,
+                settings,
+                photos,
+                (cam, first.layer),
+                lambda done, total, stage=stage: say(stage, done, total),
+            )
     return scores
 
 
-def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings, photos, cam) -> None:
+def _score(
+    scores, metric, row, model, inputs, maps, targets, settings: Settings, photos, cam, progress
+) -> None:
     values = scores.values[row]
     if metric in ("deletion", "insertion"):
         curve = (faithfulness.deletion if metric == "deletion" else faithfulness.insertion)(
@@ -136,6 +151,7 @@ def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings
             steps=settings.steps,
             substrate=settings.deletion_substrate if metric == "deletion" else settings.insertion_substrate,
             batch_size=settings.batch_size,
+            progress=progress,
         )
         values[metric] = curve.auc().cpu()
         scores.curves.setdefault(metric, {})[row] = curve.scores.cpu()
@@ -150,6 +166,7 @@ def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings
             fractions=settings.road_fractions,
             generator=generator,
             batch_size=settings.batch_size,
+            progress=progress,
         )
         values["road"] = result.score().cpu()
     elif metric == "drop":
@@ -238,7 +255,7 @@ def evaluate_files(
     workers: int | None = None,
     device: torch.device | str = "cpu",
     on_progress: Callable[[int], None] | None = None,
-    on_stage: Callable[[str], None] | None = None,
+    on_stage: Callable[[str, int, int], None] | None = None,
 ) -> Iterator[PhotoScores]:
     """Read `paths`, evaluate them batch by batch and yield one :class:`PhotoScores` per photo, in
     order; curves and sanity similarities go into `evaluation` when given. `truth` holds each photo's
