@@ -320,14 +320,17 @@ def _serve_parser(commands) -> None:
 
 
 def _evaluate_parser(commands) -> None:
+    from . import metric_names as defaults
+
     evaluate = commands.add_parser(
         "evaluate",
         help="score CAM methods on your photos: faithfulness, localization, sanity",
         description="Can I trust this map? Score each method's maps of the predicted class (or --target) on\n"
         "the photos, beside two controls that know nothing of the model (a random map, a centre prior):\n"
-        "a table of means with 95% bootstrap intervals in the terminal, the best row per metric marked,\n"
-        "and in --out: metrics.json (the table and the settings), per_image.jsonl, curves.png and\n"
-        "sanity.png. Metrics (cost per photo and method or control, in forward passes of the model):\n"
+        "a table of means with 95% bootstrap intervals and the photos each is over (n) in the terminal,\n"
+        "the best method per metric marked, and in --out: metrics.json (the table and the settings),\n"
+        "per_image.jsonl, curves.png (with deletion or insertion) and sanity.png (with sanity).\n"
+        "Metrics (cost per photo and method or control, in forward passes of the model):\n"
         "  deletion   area under the deletion curve, pixels -> 0 most salient first; lower is better\n"
         "             (--steps + 1 passes)\n"
         "  insertion  area under the insertion curve, pixels back onto a blurred copy; higher is better\n"
@@ -339,8 +342,10 @@ def _evaluate_parser(commands) -> None:
         "  pointing   pointing game (the map's peak within 15 px of a box or mask) and energy inside\n"
         "             them, in the photo's own pixels; higher is better; needs --boxes or --masks\n"
         "             (no passes)\n"
-        "  sanity     Spearman of |map| with the head randomized (Adebayo et al.); lower is better. SLOW:\n"
-        "             one map per --sanity-blocks block and method (Score-CAM: a pass per channel each)\n"
+        "  sanity     Spearman of |map| with the head (the logits layer) alone randomized (Adebayo et al.);\n"
+        f"             lower is better; a method above {defaults.SANITY_THRESHOLD} is flagged (!): its maps barely depend\n"
+        "             on what the model learned. SLOW: --sanity-blocks + 1 maps per method (Score-CAM: a\n"
+        "             pass per channel each)\n"
         "Score-CAM itself costs one pass per channel of the layer (1280 on the default model).",
         epilog=EVALUATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -358,8 +363,9 @@ def _evaluate_parser(commands) -> None:
         "--metrics",
         default=None,
         metavar="NAMES",
-        help="comma-separated: deletion, insertion, drop, road, pointing, sanity "
-        "(default: deletion,insertion,drop; and pointing with --boxes or --masks)",
+        help="comma-separated: deletion, insertion, drop (columns drop and increase), road, pointing "
+        "(columns pointing and energy), sanity (default: deletion,insertion,drop; and pointing with --boxes "
+        "or --masks)",
     )
     evaluate.add_argument(
         "--boxes", metavar="FILE", help="ground-truth boxes (JSON, COCO-style JSON or CSV; below)"
@@ -383,25 +389,38 @@ def _evaluate_parser(commands) -> None:
     evaluate.add_argument(
         "--steps",
         type=int,
-        default=20,
+        default=defaults.STEPS,
         metavar="S",
-        help="deletion/insertion: points on each curve, one pass each (default: %(default)s)",
+        help="deletion/insertion: steps along each curve, so S + 1 points, one pass each (default: %(default)s)",
     )
     evaluate.add_argument(
         "--road-fractions",
-        default="0.2,0.4,0.6,0.8",
+        default=",".join(map(str, defaults.ROAD_FRACTIONS)),
         metavar="P,...",
         help="ROAD: shares of pixels removed (default: %(default)s)",
     )
     evaluate.add_argument(
-        "--tolerance", type=int, default=15, metavar="PX", help="pointing game: pixels (default: %(default)s)"
+        "--tolerance",
+        type=int,
+        default=defaults.TOLERANCE,
+        metavar="PX",
+        help="pointing game: pixels (default: %(default)s)",
     )
     evaluate.add_argument(
         "--sanity-blocks",
         type=int,
-        default=4,
+        default=defaults.SANITY_BLOCKS,
         metavar="B",
-        help="sanity: randomize the layers in B groups, head first, cascading (default: %(default)s)",
+        help="sanity: randomize cascading from the head: the head alone, then the layers below it in B "
+        "groups (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        metavar="N",
+        help="seed of the random map (photo i: N + i), ROAD's noise, the sanity check's re-initialization "
+        "and the bootstrap; the same seed gives the same numbers (default: %(default)s)",
     )
     evaluate.add_argument(
         "--score-channels",
@@ -412,7 +431,7 @@ def _evaluate_parser(commands) -> None:
     evaluate.add_argument(
         "--batch-size",
         type=int,
-        default=64,
+        default=defaults.BATCH_SIZE,
         metavar="N",
         help="perturbed inputs per pass (default: %(default)s)",
     )
@@ -445,7 +464,8 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--random-weights",
         action="store_true",
-        help="run a named architecture untrained, on purpose (tests, sanity checks); every output says so",
+        help="run a named architecture untrained, on purpose (tests, sanity checks), initialized from a fixed "
+        "seed so every run gets the same network; every output says so",
     )
     group.add_argument(
         "--trust-checkpoint",
@@ -723,7 +743,7 @@ def run_evaluate(args) -> int:
 
     from . import scoreboard
     from .cam import CAM
-    from .evaluate import Evaluation, Settings, evaluate_files, format_table
+    from .evaluate import Evaluation, Settings, evaluate_files
 
     loaded, device = _load(args)
     if loaded.task not in (None, "classify"):
@@ -748,12 +768,13 @@ def run_evaluate(args) -> int:
         tolerance=args.tolerance,
         sanity_blocks=args.sanity_blocks,
         batch_size=args.batch_size,
+        seed=args.seed,
     )
     for path in earlier:  # every argument is checked: only now is the earlier evaluation replaced
         path.unlink(missing_ok=True)
     progress = _Progress(len(paths), enabled=not args.quiet, show_photos=True)
     cam.progress = progress.stage
-    evaluation, outcomes, failures = Evaluation(), [], []
+    evaluation, outcomes, failures = Evaluation(settings.seed), [], []
     started = time.perf_counter()
     for outcome in evaluate_files(
         paths,
@@ -778,7 +799,7 @@ def run_evaluate(args) -> int:
             print(f"mieruka: error: {outcome.error}", file=sys.stderr)
     progress.clear()
     if evaluation.values and not args.quiet:  # shown before the files are written: never lost
-        print(format_table(evaluation.table(), evaluation.best(evaluation.table())))
+        print(evaluation.text())
     written = [scoreboard.PER_IMAGE_FILE]
     try:
         scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)

@@ -20,10 +20,10 @@ from torch import nn
 
 from ..layers import evaluating
 from ..maps import upsample
+from ..metric_names import BATCH_SIZE, DELETION_SUBSTRATE, INSERTION_SUBSTRATE, ROAD_FRACTIONS, STEPS
 
 Probabilities = Callable[[torch.Tensor], torch.Tensor]
 Substrate = str | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
-ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def softmax(outputs: torch.Tensor) -> torch.Tensor:
@@ -65,14 +65,15 @@ def deletion(
     maps: torch.Tensor,
     targets: torch.Tensor | None = None,
     *,
-    steps: int = 50,
-    substrate: Substrate = "zeros",
-    batch_size: int = 64,
+    steps: int = STEPS,
+    substrate: Substrate = DELETION_SUBSTRATE,
+    batch_size: int = BATCH_SIZE,
     probabilities: Probabilities = softmax,
 ) -> Curve:
     """The deletion curve of RISE (Petsiuk et al., BMVC 2018): pixels are replaced by `substrate` in
-    decreasing order of the map, ``ceil(H*W / steps)`` at a step, and the class probability read after
-    each step. A faithful map makes it fall fast: lower :meth:`Curve.auc` is better.
+    decreasing order of the map, ``ceil(H*W / steps)`` at a step, and the class probability read before
+    the first step and after each (``steps + 1`` points). A faithful map makes it fall fast: lower
+    :meth:`Curve.auc` is better. The defaults are ``mieruka evaluate``'s (:mod:`mieruka.metric_names`).
 
     Points lie at ``0, s, 2s, ... , H*W`` pixels (``s`` the step), the last step possibly shorter;
     the area uses those real shares (torchcam's choice; RISE's code spaces points evenly). Ties in
@@ -90,9 +91,9 @@ def insertion(
     maps: torch.Tensor,
     targets: torch.Tensor | None = None,
     *,
-    steps: int = 50,
-    substrate: Substrate = "blur",
-    batch_size: int = 64,
+    steps: int = STEPS,
+    substrate: Substrate = INSERTION_SUBSTRATE,
+    batch_size: int = BATCH_SIZE,
     probabilities: Probabilities = softmax,
 ) -> Curve:
     """The insertion curve of RISE: from `substrate` (by default a blurred copy, as in RISE) the
@@ -110,7 +111,7 @@ def road(
     fractions: Sequence[float] = ROAD_FRACTIONS,
     noise: float = 0.01,
     generator: torch.Generator | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     probabilities: Probabilities = softmax,
 ) -> Road:
     """ROAD, RemOve And Debias (Rong et al., ICML 2022): remove a share p of the pixels, most relevant
@@ -152,7 +153,7 @@ def masked_confidence(
     maps: torch.Tensor,
     targets: torch.Tensor | None = None,
     *,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     probabilities: Probabilities = softmax,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The class probability on each input and on the input multiplied by its map (maps in [0, 1]),
