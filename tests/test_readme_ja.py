@@ -31,6 +31,7 @@ HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
 LINK = re.compile(r"!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
+DELIMITER = re.compile(r"^\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)+\|?$")
 COMMENT = re.compile(r"(?:^|(?<=\s))#(?:\s.*)?$")
 
 
@@ -49,16 +50,17 @@ class Section:
 
     @property
     def tables(self) -> list[list[str]]:
-        tables: list[list[str]] = []
+        """Runs of lines starting with `|` that have a delimiter row (`|---|---|`): a `|x|` line is not one."""
+        runs: list[list[str]] = []
         previous = False
         for line in self.prose:
             row = line.strip().startswith("|")
             if row and not previous:
-                tables.append([])
+                runs.append([])
             if row:
-                tables[-1].append(line.strip())
+                runs[-1].append(line.strip())
             previous = row
-        return tables
+        return [rows for rows in runs if len(rows) > 1 and DELIMITER.match(rows[1])]
 
 
 def parse(text: str) -> list[Section]:
