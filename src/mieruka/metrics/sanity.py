@@ -100,7 +100,7 @@ def parameter_randomization(
             for name in block:
                 if name not in modules:
                     raise ValueError(f"no module named {name!r} in the model")
-                modules[name].reset_parameters()
+                _reset_on_cpu(modules[name])
         maps = explain(randomized, inputs).detach().float().to(original.device)
         flat = maps.flatten(1)
         similarities.append(
@@ -176,3 +176,14 @@ def _mean_ranks(values: torch.Tensor) -> torch.Tensor:
     last = last.scatter_reduce(0, group.reshape(-1), position, "amax")
     mean_rank = ((first + last) / 2 + 1)[group]
     return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
+
+
+def _reset_on_cpu(module: nn.Module) -> None:
+    """``module.reset_parameters()`` drawn from the CPU's random stream wherever the module lives, so
+    one seed gives the same randomized model on a CPU and on a GPU (whose generator differs)."""
+    if all(t.device.type == "cpu" for t in itertools.chain(module.parameters(), module.buffers())):
+        module.reset_parameters()
+        return
+    fresh = copy.deepcopy(module).cpu()
+    fresh.reset_parameters()
+    module.load_state_dict(fresh.state_dict())
