@@ -152,6 +152,31 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
     assert all("not a readable image" in line for line in summary[1:])
 
 
+def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_one(tmp_path):
+    from mieruka.sheet import sheet_layout
+
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    (photos / "sub").mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    for name, (width, height) in [("a.png", (48, 48)), ("b.png", (64, 40)), ("sub/猫.png", (40, 64))]:
+        pixels = generator.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / name)
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    args = ["--out", out, "--model", "resnet18", "--random-weights"]
+    run = mieruka("explain", photos, *args, "--top-k", "2", "--sheet-columns", "2")
+    assert run.returncode == 2 and "broken.jpg: not a readable image" in run.stderr
+    records = _records(out)
+    errors = [record for record in records if "error" in record]
+    assert [Path(r["file"]).name for r in errors] == ["broken.jpg"] and set(errors[0]) == {"file", "error"}
+    good = [record for record in records if "error" not in record]
+    assert len(good) == 6 and {record["sheet"] for record in good} == {"sheet-001.png"}
+    page = Image.open(out / "sheet-001.png")
+    assert page.size == sheet_layout(2, title="resnet18").size(6)  # three rows of two: no tile for broken.jpg
+    assert "contact sheet: sheet-001.png" in run.stdout and not _leftovers(out)
+    again = mieruka("explain", photos / "a.png", *args, "--overwrite")  # the page goes with its run
+    assert again.returncode == 0 and not (out / "sheet-001.png").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -468,6 +493,7 @@ def _imports_torch(*argv: str) -> tuple[bool, subprocess.CompletedProcess]:
         ["explain", "--help"],
         ["explain", "missing.jpg"],
         ["explain", str(SAMPLES / "cat.jpg"), "--top-k", "0"],
+        ["explain", str(SAMPLES / "cat.jpg"), "--sheet-columns", "0"],
         ["explain", str(SAMPLES / "cat.jpg"), "--method", "gradkam"],
         ["explain", str(SAMPLES / "cat.jpg"), "--labels", "nowhere.txt"],
         ["explain", str(SAMPLES / "cat.jpg"), "--font", "nowhere.ttf"],

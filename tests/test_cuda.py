@@ -118,7 +118,8 @@ def test_metrics_on_cuda_equal_the_cpus():
     sanity = parameter_randomization(model, x.to(CUDA), explain)
     model.cpu()
     reference = parameter_randomization(model, x, explain)
-    assert torch.allclose(sanity.spearman.cpu(), reference.spearman, atol=1e-3)
+    # a map that became constant has no ranking: NaN on both devices
+    assert torch.allclose(sanity.spearman.cpu(), reference.spearman, atol=1e-3, equal_nan=True)
 
 
 @pytest.mark.parametrize("command", ["explain", "evaluate"])

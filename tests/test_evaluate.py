@@ -106,6 +106,7 @@ def test_table_json_and_per_image_agree_with_the_library(tmp_path, weights, phot
     # the terminal table: a header with the directions, one line per row, the best cell marked
     table = run.stdout.splitlines()
     assert table[0].startswith("lower is better: deletion, drop; higher is better: insertion, increase")
+    assert "over n photos" in table[0] and table[1].count("n=2") == 6  # each column's count of photos
     assert [line.split()[0] for line in table[2:6]] == ["gradcam", "layercam", "(random", "(centre"]
     gradcam_line = table[2]
     assert f"{document['table']['gradcam']['deletion']['mean']:.3f}" in gradcam_line
@@ -350,14 +351,62 @@ def test_sanity_and_road_write_their_numbers_and_the_plot(tmp_path, weights):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     document = json.loads((out / "metrics.json").read_text())
-    assert len(document["sanity"]["blocks"]) == 2 and len(document["sanity"]["gradcam"]["spearman_abs"]) == 2
-    # a control knows nothing of the model: its map does not change at all
-    assert document["table"]["centre"]["sanity"]["mean"] == pytest.approx(1.0)
-    assert document["sanity"]["gradcam"]["spearman_abs"][0] == pytest.approx(
-        document["table"]["gradcam"]["sanity"]["mean"]
+    sanity = document["sanity"]
+    # the head alone, then the layers below it in two groups
+    assert len(sanity["blocks"]) == 3 and sanity["blocks"][0] == "fc"
+    assert sanity["blocks"][-1].endswith("bn1,conv1")
+    assert (
+        len(sanity["rows"]["gradcam"]["spearman_abs"]) == 3 and sanity["rows"]["gradcam"]["images"] == [1] * 3
     )
+    assert sanity["threshold"] == 0.5 and "head (fc) alone" in sanity["flag"]
+    # a control knows nothing of the model: its map does not change at all, and is never flagged
+    assert document["table"]["centre"]["sanity"]["mean"] == pytest.approx(1.0)
+    assert set(sanity["flagged"]) <= {"gradcam"}
+    head = sanity["rows"]["gradcam"]["spearman_abs"][0]
+    assert head == pytest.approx(document["table"]["gradcam"]["sanity"]["mean"])
+    assert ("gradcam" in sanity["flagged"]) == (head > 0.5) == ("! gradcam: Spearman |map|" in run.stdout)
+    assert document["best"]["sanity"] == "gradcam"  # the controls are not candidates
     assert -0.5 <= document["table"]["gradcam"]["road"]["mean"] <= 0.5
     assert (out / "sanity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (out / "curves.png").exists()
+
+
+def test_the_same_seed_gives_the_same_numbers_and_the_recorded_seed_is_the_one_used(tmp_path):
+    """--random-weights builds the same network every run; the random map and the sanity check's
+    re-initialization follow --seed, and metrics.json records the seed that was used."""
+    photo = SAMPLES / "cat.jpg"
+    common = (
+        "evaluate", photo, "--model", "resnet18", "--num-classes", "5", "--random-weights", "--device", "cpu",
+        "--method", "gradcam", "--metrics", "deletion,sanity", "--steps", "2", "--sanity-blocks", "1",
+        "--seed", "3", "--quiet",
+    )  # fmt: skip
+    documents = []
+    for folder in ("one", "two"):
+        run = mieruka(*common, "--out", tmp_path / folder)
+        assert run.returncode == 0, run.stderr
+        documents.append(json.loads((tmp_path / folder / "metrics.json").read_text()))
+    one, two = documents
+    assert one["settings"]["seed"] == 3
+    for key in ("table", "curves", "sanity", "best"):
+        assert one[key] == two[key], key
+    assert _lines(tmp_path / "one" / "per_image.jsonl") == _lines(tmp_path / "two" / "per_image.jsonl")
+
+    # the recorded seed is the one used: photo 0's random map is random_map(seed + 0) at the layer's
+    # grid, scored on the same (seeded) network; another seed draws another map
+    from mieruka import load_model
+    from mieruka.images import load_image
+    from mieruka.metrics import deletion, random_map
+
+    loaded = load_model("resnet18", num_classes=5, random_weights=True)
+    inputs = loaded.preprocess(load_image(photo))[None]
+    targets = loaded.model(inputs).argmax(1)
+    size = tuple(inputs.shape[-2:])
+
+    def auc(seed: int) -> float:
+        chance = random_map(1, size, seed=seed, grid=(7, 7))
+        return deletion(loaded.model, inputs, chance, targets, steps=2).auc().item()
+
+    assert one["table"]["random"]["deletion"]["mean"] == pytest.approx(auc(3), abs=1e-5)
+    assert one["table"]["random"]["deletion"]["mean"] != pytest.approx(auc(4), abs=1e-5)
 
 
 def test_the_default_model_on_a_sample_photo(tmp_path):
@@ -410,8 +459,147 @@ def test_evaluation_gathers_batches_into_the_table():
     table = evaluation.table()
     assert table["gradcam"]["deletion"].mean == pytest.approx(0.2)
     assert table["gradcam"]["drop"].mean == pytest.approx(0.3)  # the NaN is left out
-    assert evaluation.best(table) == {"deletion": "gradcam", "drop": "random"}
-    text = format_table(table, evaluation.best(table)).splitlines()
+    assert table["gradcam"]["drop"].count == 2 and table["gradcam"]["deletion"].count == 3
+    # the best method: the random map beats Grad-CAM on drop, which a note says, but is no candidate
+    marks = evaluation.best(table)
+    assert marks == {"deletion": "gradcam", "drop": "gradcam"}
+    assert evaluation.notes(table, marks) == [
+        "drop: the random map (0.200) beats every method (best: gradcam, 0.300)"
+    ]
+    text = evaluation.text().splitlines()
+    assert text == format_table(table, marks, notes=evaluation.notes(table, marks)).splitlines()
     assert text[0].startswith("lower is better: deletion, drop;")
+    assert "deletion (v n=3)" in text[1] and "drop (v n=2)" in text[1]
     assert text[2].startswith("gradcam") and "0.200 [" in text[2] and "]*" in text[2]
-    assert text[3].startswith("(random map)") and text[3].rstrip().endswith("]*")
+    assert text[3].startswith("(random map)") and "*" not in text[3]
+    assert text[4].startswith("drop: the random map")
+
+
+def _randomization(head: list[float], constant: list[bool]):
+    from mieruka.metrics.sanity import Randomization
+
+    values = torch.tensor([head, [0.1] * len(head)])
+    flags = torch.tensor([constant, [False] * len(head)])
+    return Randomization(["fc", "conv"], values, values.clone(), values.clone(), flags, True)
+
+
+def test_flags_constant_maps_and_counts_in_the_table_and_the_document():
+    """A method whose maps keep their ranking with the head randomized is flagged (! and a line); a
+    map that became constant is undefined: left out of the mean, counted, said, and never "best"."""
+    from mieruka.evaluate import BatchScores, Evaluation
+    from mieruka.scoreboard import metrics_document
+
+    nan = float("nan")
+    evaluation = Evaluation()
+    evaluation.add(
+        BatchScores(
+            {
+                "gradcam": {"sanity": torch.tensor([0.2, nan, 0.3])},  # photo 1's map became constant
+                "collapsed": {"sanity": torch.tensor([nan, nan, nan])},  # every map did: no value at all
+                "guidedbackprop": {"sanity": torch.tensor([0.9, 0.8, 0.85])},
+                "random": {"sanity": torch.tensor([1.0, 1.0, 1.0])},
+            },
+            torch.zeros(3, dtype=torch.long),
+            randomization={
+                "gradcam": _randomization([0.2, nan, 0.3], [False, True, False]),
+                "collapsed": _randomization([nan, nan, nan], [True, True, True]),
+                "guidedbackprop": _randomization([0.9, 0.8, 0.85], [False] * 3),
+                "random": _randomization([1.0, 1.0, 1.0], [False] * 3),
+            },
+        )
+    )
+    table = evaluation.table()
+    assert table["gradcam"]["sanity"].mean == pytest.approx(0.25) and table["gradcam"]["sanity"].count == 2
+    assert evaluation.best(table) == {"sanity": "gradcam"}  # not the undefined one, not a control
+    assert evaluation.flagged(table) == {"guidedbackprop": pytest.approx(0.85)}  # the control is not flagged
+    text = evaluation.text().splitlines()
+    assert "sanity (v n=3)" in text[1] and "! flagged by the sanity check" in text[0]
+    rows = {line.split()[0]: line for line in text[2:6]}
+    assert "0.250 [" in rows["gradcam"] and rows["gradcam"].endswith("* n=2")
+    assert rows["collapsed"].endswith("n/a") and rows["guidedbackprop"].endswith("] !")
+    assert text[6].startswith(
+        "! guidedbackprop: Spearman |map| 0.850 > 0.5 with the head (fc) alone randomized"
+    )
+    assert text[7] == (
+        "gradcam: 1 of 3 map(s) became constant with the head randomized: no ranking, so no similarity; "
+        "left out of its sanity mean"
+    )
+    assert text[8].startswith("collapsed: 3 of 3 map(s) became constant")
+
+    document = metrics_document(evaluation, {})
+    assert document["table"]["gradcam"]["sanity"]["images"] == 2
+    assert document["table"]["collapsed"]["sanity"] == {"mean": None, "low": None, "high": None, "images": 0}
+    assert document["sanity"]["flagged"] == {"guidedbackprop": 0.85}
+    assert document["sanity"]["rows"]["gradcam"]["constant"] == [1, 0]
+    assert document["sanity"]["rows"]["gradcam"]["images"] == [2, 3]
+    assert document["sanity"]["rows"]["gradcam"]["spearman_abs"][0] == pytest.approx(0.25)
+    assert document["best"] == {"sanity": "gradcam"} and document["notes"] == text[6:]
+
+
+def test_guided_backprop_is_flagged_and_gradcam_is_not(shapes_net, held_out):
+    """Adebayo et al. through the evaluation: with the head alone randomized, Guided Backpropagation's
+    maps of the trained ShapesNet stay similar and are flagged; Grad-CAM's change and are not. Grad-CAM++
+    and LayerCAM, whose weights keep only positive gradients, mostly return the activations behind the
+    global average pooling, and are flagged too (the README says so)."""
+    from mieruka import CAM
+    from mieruka.evaluate import Evaluation, evaluate_batch
+
+    images = held_out[0][:16]
+    evaluation = Evaluation()
+    methods = ["gradcam", "gradcam++", "layercam", "guidedbackprop"]
+    evaluation.add(evaluate_batch(CAM(shapes_net), images, methods, ["sanity"]))
+    table = evaluation.table()
+    assert list(evaluation.flagged(table)) == methods[1:]
+    assert table["gradcam"]["sanity"].mean < 0.5 < table["guidedbackprop"]["sanity"].mean
+    assert evaluation.head() == "fc" and len(evaluation.randomization["gradcam"][0].blocks) == 5
+    assert "! guidedbackprop: Spearman |map|" in evaluation.text()
+
+
+def test_the_command_the_settings_and_the_library_share_their_defaults():
+    """One set of defaults (mieruka.metric_names): the command's flags, Settings and the functions."""
+    import inspect
+
+    from mieruka.cli import build_parser
+    from mieruka.evaluate import Settings
+    from mieruka.metrics import deletion, insertion, parameter_randomization, random_map, road
+
+    args = build_parser().parse_args(["evaluate", "photo.jpg"])
+    settings = Settings()
+
+    def default(function, name):
+        return inspect.signature(function).parameters[name].default
+
+    assert args.steps == settings.steps == default(deletion, "steps") == default(insertion, "steps") == 20
+    fractions = tuple(float(p) for p in args.road_fractions.split(","))
+    assert fractions == settings.road_fractions == tuple(default(road, "fractions")) == (0.2, 0.4, 0.6, 0.8)
+    assert (
+        args.batch_size
+        == settings.batch_size
+        == default(deletion, "batch_size")
+        == default(road, "batch_size")
+    )
+    assert settings.deletion_substrate == default(deletion, "substrate")
+    assert settings.insertion_substrate == default(insertion, "substrate")
+    assert args.tolerance == settings.tolerance and args.sanity_blocks == settings.sanity_blocks
+    assert (
+        args.seed == settings.seed == default(random_map, "seed") == default(parameter_randomization, "seed")
+    )
+
+
+def test_the_random_control_is_drawn_per_photo_at_the_grid():
+    from mieruka.metric_names import parse_metrics
+    from mieruka.metrics import random_map
+
+    # photo k of a batch is drawn from seed + k: the same map whichever photos share its batch
+    batch = random_map(3, (14, 14), seed=5, grid=(7, 7))
+    assert torch.equal(batch[2], random_map(1, (14, 14), seed=7, grid=(7, 7))[0])
+    assert torch.equal(random_map(2, (14, 14), seed=[7, 5], grid=(7, 7)), batch[[2, 0]])
+    # at the grid: the grid's noise upsampled as the methods' maps are; without one, per pixel
+    from mieruka.maps import upsample
+
+    assert torch.equal(batch[:1], upsample(random_map(1, (7, 7), seed=5), (14, 14)))
+    assert batch.min() >= 0 and batch.max() <= 1
+    with pytest.raises(ValueError, match="one seed per map"):
+        random_map(2, (7, 7), seed=[1])
+    # a column's name is taken for the metric that gives it
+    assert parse_metrics("increase,energy,deletion") == ["drop", "pointing", "deletion"]

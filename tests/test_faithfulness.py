@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from mieruka import GradCAM
 from mieruka.metrics import (
@@ -215,3 +216,19 @@ def test_bad_arguments_say_what_came():
         road(model, torch.zeros(2, 3, 2, 2), torch.zeros(2, 2, 2), fractions=(0.0, 0.5))
     with pytest.raises(ValueError, match="substrate must be"):
         insertion(model, torch.zeros(2, 3, 2, 2), torch.zeros(2, 2, 2), substrate="grey")
+
+
+def test_progress_is_told_after_each_pass():
+    """A long ROAD or deletion run says how far it is: (done, total) after each pass, ending at total."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    images, maps = torch.rand(3, 3, 16, 16), torch.rand(3, 16, 16)
+    for run in (
+        lambda told: deletion(model, images, maps, steps=4, batch_size=4, progress=lambda *a: told.append(a)),
+        lambda told: road(model, images, maps, fractions=(0.3, 0.6), progress=lambda *a: told.append(a)),
+    ):
+        told: list[tuple[int, int]] = []
+        run(told)
+        assert len(told) == 3 or len(told) == 4  # 15 curve points 4 a pass; ROAD one image a pass
+        assert [done for done, _ in told] == sorted(done for done, _ in told)
+        assert told[-1][0] == told[-1][1]

@@ -120,7 +120,10 @@ def test_a_font_file_is_checked_and_used(tmp_path):
     for style in ("overlay", "panel"):
         regular = np.asarray(show_on_photo(photo, raw, box, style=style, title="tabby"))
         bold = np.asarray(show_on_photo(photo, raw, box, style=style, title="tabby", font=BOLD))
-        assert regular.shape == bold.shape and not np.array_equal(regular, bold), style
+        if style == "overlay":
+            assert regular.shape == bold.shape
+        # a panel is laid out around its letters: the wider bold ones may widen it
+        assert regular.shape != bold.shape or not np.array_equal(regular, bold), style
 
 
 def test_drawing_leaves_rcparams_alone_and_never_imports_matplotlib_fontja():

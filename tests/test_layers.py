@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from conftest import random_model
-from mieruka.layers import LayerError, auto_layer, resolve_layer
+from mieruka.layers import LayerError, auto_layer, candidate_layers, resolve_layer
 
 EXPECTED_AUTO = {
     "vgg16": "features.29",
@@ -59,3 +59,23 @@ def test_tracing_leaves_the_model_as_it_was():
     auto_layer(model, torch.randn(1, 3, 64, 64))
     assert all(m.training for m in model.modules())
     assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_candidates_are_the_feature_maps_that_run_once_with_their_layout():
+    model = random_model("resnet18")
+    found = {
+        info.name: (info.shape, kind) for info, kind in candidate_layers(model, torch.zeros(1, 3, 224, 224))
+    }
+    assert found["layer4"] == ((1, 512, 7, 7), "channels-first") and "layer3.1.conv2" in found
+    assert auto_layer(model, torch.zeros(1, 3, 224, 224)) in found
+    assert "fc" not in found and "avgpool" not in found  # a vector, a 1x1 map
+    assert "layer1.0.relu" not in found  # runs twice in its block: not one map per image
+
+
+def test_token_candidates_say_their_grid():
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(64, 16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64).eval()
+    found = {info.name: kind for info, kind in candidate_layers(model, torch.zeros(1, 3, 64, 64))}
+    assert found["encoder.layers.encoder_layer_1.ln_1"] == "tokens: 1 prefix + 4x4"

@@ -8,8 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from mieruka.fonts import choose, measure
 from mieruka.images import CropBox, Preprocess
 from mieruka.maps import normalize, to_photo
+from mieruka.panels import panel_layout
 from mieruka.render import classic, colorize, heatmap, overlay, panel, save_png, show_on_photo
 
 
@@ -140,3 +142,71 @@ def test_heatmaps_stay_bare():
     box = Preprocess(256, 224).crop_box(photo.size)
     heat = show_on_photo(photo, raw, box, style="heatmap", title="tabby  (p = 0.731)")
     assert np.array_equal(np.asarray(heat), np.asarray(show_on_photo(photo, raw, box, style="heatmap")))
+
+
+def _ink_rows(band: np.ndarray) -> list[tuple[int, int]]:
+    """The (first, last) rows of each run of rows with dark ink, top to bottom."""
+    found: list[tuple[int, int]] = []
+    for row in np.flatnonzero((band.astype(int).sum(-1) < 3 * 128).any(1)):
+        if found and row == found[-1][1] + 1:
+            found[-1] = (found[-1][0], row)
+        else:
+            found.append((row, row))
+    return found
+
+
+@pytest.mark.parametrize("size", [(48, 48), (640, 480), (4000, 3000)])
+def test_panel_letters_and_colour_bar_stay_readable_at_any_photo_size(size):
+    """A 48-pixel photo once made a panel of 14-pixel letters beside 340-pixel pictures, a 12-megapixel
+    one the same; sizes now follow the pictures shown, with letters of 11 pixels at least."""
+    title = "tabby  (p = 0.731)"
+    photo = Image.new("RGB", size, (128, 128, 128))
+    raw, box = (
+        torch.rand(7, 7, generator=torch.Generator().manual_seed(0)),
+        Preprocess(256, 224).crop_box(size),
+    )
+    drawn = np.asarray(show_on_photo(photo, raw, box, style="panel", title=title))
+    layout = panel_layout(size, 3, title, choose(title))
+    height, width = drawn.shape[:2]
+    assert (width, height) == layout.size
+    assert 256 <= max(layout.cell) <= 512
+    assert 11 <= layout.text <= layout.heading <= 0.05 * height
+
+    x0, y0, x1, y1 = layout.bar
+    heading, labels = _ink_rows(drawn[:y0, :x0])  # two lines of text above the pictures
+    heading_ink, label_ink = heading[1] - heading[0] + 1, labels[1] - labels[0] + 1
+    assert 0.8 * layout.heading <= heading_ink <= 1.3 * layout.heading  # "(" to ")": about one em
+    assert 0.8 * layout.text <= label_ink <= 1.2 * layout.text  # "photo heatmap overlay": h to p
+    assert label_ink >= 10
+
+    assert 10 <= x1 - x0 <= 0.03 * width and y1 - y0 == layout.cell[1] >= 0.6 * height
+    jet = colorize(torch.tensor([[1.0, 0.0]]), "jet")[:, 0].T.numpy()  # (2, 3): 1, then 0
+    assert np.array_equal(drawn[y0, x0:x1], np.repeat(jet[:1], x1 - x0, 0))  # 1 at the top
+    assert np.array_equal(drawn[y1 - 1, x0:x1], np.repeat(jet[1:], x1 - x0, 0))  # 0 at the bottom
+    assert (drawn[y0:y1, x0 - 1] == 255).all()  # the bar starts where the layout says
+    ticks = np.flatnonzero((drawn[y0:y1, x1] != 255).any(-1)).tolist()  # just right of the bar
+    assert len(ticks) == 3 and ticks[0] == 0 and ticks[2] == y1 - 1 - y0  # 1, 0.5 and 0, nothing else
+    assert abs(ticks[1] - ticks[2] / 2) <= 0.5
+    beside = drawn[y0:y1, -layout.margin - 2 * layout.text : -layout.margin].astype(int).sum(-1) < 3 * 128
+    assert beside.sum() > 20  # "relevance" along the bar
+    edge = layout.margin // 2  # nothing drawn into the outer margin: nothing cut at an edge
+    assert (drawn[:edge] == 255).all() and (drawn[-edge:] == 255).all()
+    assert (drawn[:, :edge] == 255).all() and (drawn[:, -edge:] == 255).all()
+
+
+@pytest.mark.parametrize("size", [(48, 48), (64, 640)])
+def test_a_long_japanese_title_is_wrapped_not_cut(size):
+    title = "ゴールデン・レトリーバー（長毛種、スコットランド原産の大型の鳥猟犬）  (p = 0.731)"
+    photo = Image.new("RGB", size, (40, 90, 140))
+    drawn = panel(photo, None, None, title, columns=[("heatmap", photo), ("overlay", photo)])
+    choice = choose(title)
+    layout = panel_layout(size, 3, title, choice)
+    height, width = drawn.shape[:2]
+    assert (width, height) == layout.size and layout.heading >= 11
+    assert "".join(layout.heading_lines).replace(" ", "") == title.replace(" ", "")  # every character
+    for line in layout.heading_lines:
+        assert measure(line, choice, layout.heading)[0] <= width - 2 * layout.margin
+    lines = _ink_rows(drawn[: layout.cells[0][1], : layout.bar[0]])
+    assert len(lines) == len(layout.heading_lines) + 1 >= 2  # the heading's lines, then the labels
+    edge = layout.margin // 2
+    assert (drawn[:edge] == 255).all() and (drawn[:, :edge] == 255).all() and (drawn[:, -edge:] == 255).all()

@@ -3,11 +3,14 @@ Quantus's MPRT makes them, and Adebayo et al.'s result on the trained ShapesNet.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from mieruka import CAM
 from mieruka.metrics import parameter_randomization, randomizable_blocks, spearman, ssim
+from mieruka.metrics.sanity import Randomization
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +30,22 @@ def test_spearman_is_quantus_and_scipys_with_ties(pairs):
     expected = [correlation_spearman(x.flatten().numpy(), y.flatten().numpy()) for x, y in zip(a, b)]
     assert spearman(a, b).tolist() == pytest.approx(expected, abs=1e-6)
     assert spearman(a, a).tolist() == pytest.approx([1.0] * 4)
-    assert spearman(torch.zeros(1, 3, 3), a[:1, :3, :3]).tolist() == [0.0]  # constant: no ranks
+
+
+def test_a_constant_map_has_no_rank_correlation_as_in_scipy():
+    """A constant map has no ranking: scipy (and so Quantus, which calls it) gives NaN, not 0, which
+    would read as a perfect decorrelation and win the sanity column."""
+    import warnings
+
+    from scipy.stats import spearmanr
+
+    flat, varied = torch.zeros(2, 3, 3), torch.rand(2, 3, 3, generator=torch.Generator().manual_seed(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's ConstantInputWarning
+        expected = spearmanr(flat[0].flatten().numpy(), varied[0].flatten().numpy())[0]
+    assert math.isnan(expected)
+    assert spearman(flat, varied).isnan().all() and spearman(varied, flat).isnan().all()
+    assert spearman(torch.stack([flat[0], varied[0]]), varied).isnan().tolist() == [True, False]
 
 
 def test_ssim_is_quantus_and_scikit_images(pairs):
@@ -50,7 +68,9 @@ def test_the_randomized_models_are_quantus_mprts(shapes_net, cascading):
         seen.append({k: v.clone() for k, v in model.state_dict().items()})
         return torch.rand(len(inputs), 8, 8)
 
-    check = parameter_randomization(shapes_net, torch.zeros(1, 3, 64, 64), explain, cascading=cascading)
+    check = parameter_randomization(
+        shapes_net, torch.zeros(1, 3, 64, 64), explain, cascading=cascading, seed=42
+    )
     wrapper = PyTorchModel(shapes_net, channel_first=True)
     order = "top_down" if cascading else "independent"
     ours = dict(zip(check.blocks, seen[1:]))
@@ -65,6 +85,60 @@ def test_the_randomized_models_are_quantus_mprts(shapes_net, cascading):
     assert check.blocks == (names if cascading else names[::-1])
     assert check.blocks == [b[0] for b in randomizable_blocks(shapes_net)]
     assert check.blocks[0] == "fc"
+
+
+def test_the_cascade_starts_with_the_head_alone_then_groups():
+    """Adebayo et al.'s cascade starts at the logits layer: with groups, the head stays its own first
+    block and only the layers below it are grouped; the blocks cover every layer once, head first."""
+    from synthetic import ShapesNet
+
+    model = ShapesNet()
+    each = [b[0] for b in randomizable_blocks(model)]
+    assert each[0] == "fc" and len(each) == 9
+    for groups in (1, 2, 4):
+        blocks = randomizable_blocks(model, groups=groups)
+        assert blocks[0] == ["fc"] and len(blocks) == groups + 1
+        assert [name for block in blocks for name in block] == each
+    assert randomizable_blocks(model, groups=20) == [[name] for name in each]
+    with pytest.raises(ValueError, match="groups must be at least 1"):
+        randomizable_blocks(model, groups=0)
+
+
+def test_the_same_seed_randomizes_the_same_way(shapes_net):
+    def explain(model, inputs):
+        return model.features[:3](inputs).sum(1)
+
+    inputs = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    one, two = (parameter_randomization(shapes_net, inputs, explain, seed=7) for _ in range(2))
+    other = parameter_randomization(shapes_net, inputs, explain, seed=8)
+    assert torch.equal(one.spearman, two.spearman) and torch.equal(one.ssim, two.ssim)
+    assert not torch.equal(one.spearman, other.spearman)
+
+
+def test_a_map_that_becomes_constant_is_undefined_not_decorrelated():
+    """A randomized model whose map is constant (a ReLU'd Grad-CAM of a dead layer) has no ranking:
+    its similarity is NaN and counted as constant; the flag reads the defined values only."""
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    inputs = torch.rand(3, 64, generator=torch.Generator().manual_seed(0))
+    trained = model[1].weight.detach().clone()
+
+    def explain(net, x):
+        maps = (x * 1.0).view(3, 8, 8)
+        if not torch.equal(net[1].weight, trained):  # randomized: photo 0's map collapses
+            maps = maps.clone()
+            maps[0] = 0.25
+        return maps
+
+    check = parameter_randomization(model, inputs, explain)
+    assert check.blocks == ["1"]
+    assert check.constant.tolist() == [[True, False, False]]
+    assert check.spearman[0, 0].isnan() and check.spearman_abs[0, 0].isnan()
+    assert check.spearman_abs[0, 1:].tolist() == pytest.approx([1.0, 1.0])
+    assert check.flagged()  # the two defined values say the map did not change
+    collapsed = Randomization(
+        ["1"], *[torch.full((1, 3), torch.nan)] * 2, torch.ones(1, 3), check.constant, True
+    )
+    assert not collapsed.flagged()  # nothing defined: no evidence either way, no flag
 
 
 def test_parameter_randomization_works_on_a_copy(shapes_net):
@@ -91,8 +165,10 @@ def test_gradcam_decorrelates_and_guided_backprop_stays_similar(shapes_net, held
         for method in ("gradcam", "guidedbackprop")
     }
     gradcam, guided = checks["gradcam"], checks["guidedbackprop"]
-    assert gradcam.spearman.mean(1).max() < 0.6  # the unrandomized model's maps correlate 1.0
-    assert gradcam.spearman[-1].mean() < 0.1
+    # maps that became constant (Grad-CAM's ReLU of a dead layer, deep in the cascade) have no ranking
+    assert gradcam.spearman.isnan().equal(gradcam.constant) and not guided.constant.any()
+    assert gradcam.spearman.nanmean(1).max() < 0.6  # the unrandomized model's maps correlate 1.0
+    assert gradcam.spearman[-1].nanmean() < 0.1
     assert guided.spearman[0].mean() > gradcam.spearman[0].mean() + 0.2
-    assert guided.spearman.mean() > gradcam.spearman.mean() + 0.1
+    assert guided.spearman.mean() > gradcam.spearman.nanmean() + 0.1
     assert not gradcam.flagged() and guided.flagged()

@@ -22,9 +22,16 @@ def test_bootstrap_interval_brackets_the_mean_and_matches_numpy():
     assert estimate.high == pytest.approx(np.quantile(means, 0.975), abs=0.02)
 
 
-def test_nan_values_are_left_out():
-    assert bootstrap_ci(torch.tensor([1.0, float("nan"), 1.0])) == (1.0, 1.0, 1.0)
-    assert all(math.isnan(v) for v in bootstrap_ci(torch.tensor([float("nan")])))
+def test_nan_values_are_left_out_and_counted():
+    assert bootstrap_ci(torch.tensor([1.0, float("nan"), 1.0])) == (1.0, 1.0, 1.0, 2)
+    empty = bootstrap_ci(torch.tensor([float("nan")]))
+    assert all(math.isnan(v) for v in empty[:3]) and empty.count == 0
+
+
+def test_the_bootstrap_repeats_with_its_seed():
+    values = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.5])
+    assert bootstrap_ci(values, seed=3) == bootstrap_ci(values, seed=3)
+    assert bootstrap_ci(values, seed=3) != bootstrap_ci(values, seed=4)
 
 
 def test_best_follows_the_direction():
@@ -32,3 +39,5 @@ def test_best_follows_the_direction():
     means = {"gradcam": 0.2, "random": 0.4, "broken": float("nan")}
     assert best(means, "deletion") == "gradcam"
     assert best(means, "insertion") == "random"
+    # an undefined similarity (a map that became constant) is never the best sanity value
+    assert best({"gradcam": 0.3, "collapsed": float("nan")}, "sanity") == "gradcam"

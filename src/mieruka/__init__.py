@@ -43,11 +43,14 @@ _EXPORTS = {
     "save_image": "render",
     "save_png": "render",
     "show_on_photo": "render",
+    "ContactSheet": "sheet",
+    "contact_sheet": "sheet",
 }
 
 __all__ = [
     "CAM",
     "CAMResult",
+    "ContactSheet",
     "CropBox",
     "GradCAM",
     "LoadedModel",
@@ -57,6 +60,7 @@ __all__ = [
     "auto_layer",
     "classic",
     "colorize",
+    "contact_sheet",
     "draw",
     "heatmap",
     "load_image",
@@ -107,3 +111,4 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         save_png,
         show_on_photo,
     )
+    from .sheet import ContactSheet, contact_sheet

@@ -15,6 +15,7 @@ from pathlib import Path, PurePath, PurePosixPath
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from . import render
@@ -39,7 +40,17 @@ class RenderOptions:
     format: str = "png"  # or "jpg": much faster to encode for large photos
     label: bool = True  # overlay and classic: the label and probability in a corner
     font: str | None = None  # a font file for that text and the panels' (default: mieruka.fonts)
+    tile: int | None = None  # also draw each target's picture this many pixels on its long side
     report: bool = False  # also what the HTML report shows: thumbnails, the photo, each heat layer
+
+
+@dataclass
+class Tile:
+    """A small picture for a contact sheet, its caption, and the indices of the records it shows."""
+
+    picture: Image.Image
+    caption: str
+    records: list[int]
 
 
 @dataclass
@@ -49,6 +60,7 @@ class ImageResult:
     path: Path
     records: list[dict] = field(default_factory=list)
     error: str | None = None
+    tiles: list[Tile] = field(default_factory=list)  # with RenderOptions.tile; none for a failed photo
 
 
 class _Photos(Dataset):
@@ -173,13 +185,13 @@ def _same_size(items: list) -> list[list]:
 def _finish(result: ImageResult, jobs: list[Future]) -> ImageResult:
     for job in jobs:
         try:
-            job.result()
+            result.tiles.extend(job.result())
         except OSError as error:
             result.error = f"{result.path}: cannot write output ({error})"
         except Exception as error:  # one photo that cannot be drawn must not stop the others
             result.error = f"{result.path}: cannot draw the picture ({type(error).__name__}: {error})"
     if result.error:
-        result.records = []
+        result.records, result.tiles = [], []
     return result
 
 
@@ -193,6 +205,7 @@ class _Picture:
     method: str | None = None  # None: the comparison panel of every method
     box: list[float] | None = None  # a detected object's box, in the model input's pixels
     region: torch.Tensor | None = None  # a segmentation target's region (H, W) over the model input
+    tile: tuple[str, list[int]] | None = None  # also drawn small: the tile's caption and its records
     thumb: Path | None = None  # the report's thumbnail of this picture, written beside it
 
 
@@ -356,6 +369,8 @@ def _plan_one(
         if options.save_maps:
             record["map"] = maps_paths if several else next(iter(maps_paths.values()))
         outcome.records.append(record)
+    if options.tile:
+        _plan_tiles(pictures, outcome.records, place, next(iter(by_method)))
     if not outcome.records:  # nothing passed the threshold, no object was detected: say so
         outcome.records.append(
             {
@@ -400,6 +415,24 @@ def _objects(result, row: int) -> _Objects | None:
     return _Objects(boxes.reshape(-1, 4), list(result.labels[row]), probs, valid.cpu())
 
 
+def _plan_tiles(pictures: list[_Picture], records: list[dict], place: PurePath, method: str) -> None:
+    """Mark the pictures that also make a contact sheet's tile: the first method's picture of each
+    target, or of every object at once (--style boxes), captioned with the photo and what it shows."""
+    rows = {record["rank"] - 1: row for row, record in enumerate(records)}
+    for picture in pictures:
+        if picture.method != method:
+            continue
+        shown = list(range(len(records))) if picture.k == -1 else [rows[picture.k]]
+        what = ", ".join(_shown(records[row]) for row in shown)
+        picture.tile = (f"{place.as_posix()}\n{what}", shown)
+
+
+def _shown(record: dict) -> str:
+    """A record's label and probability as a tile shows them: ``tabby  0.731``."""
+    probability = record["probability"]
+    return record["label"] if probability is None else f"{record['label']}  {probability:.3f}"
+
+
 def _draw_and_write(
     photo: torch.Tensor,
     raws: dict[str, torch.Tensor],
@@ -409,12 +442,11 @@ def _draw_and_write(
     input_size: tuple[int, int] | None = None,
     objects: _Objects | None = None,
     report: _ReportPictures | None = None,
-) -> None:
-    """Draw and write every picture of one photo (in a writer thread, while the model runs on).
-
-    A detected object's picture has its box drawn, a segmentation target's the outline of its region;
-    with --style boxes every object of the photo shares one picture. With `report`, also the photo at
-    viewing size, each map's heat layer over it and each picture's thumbnail.
+) -> list[Tile]:
+    """Draw and write every picture of one photo (in a writer thread, while the model runs on); the
+    tiles of a contact sheet are drawn again from the photo shrunk to their size, without a corner label.
+    With `report`, also the photo at viewing size, each map's heat layer over it and each picture's
+    thumbnail.
     """
     if photo.device.type == "cpu":
         photo = render.to_image(photo)  # Pillow draws on the CPU; see render.show_on_photo
@@ -425,54 +457,81 @@ def _draw_and_write(
             layer = assets.heat_layer(raws[method][k], view_box, view.size, options.colormap)
             if layer is not None:
                 assets.save_jpeg(layer, path)
+    tiles: list[Tile] = []
+    small = None  # the photo and its box shrunk to the tiles' size, made once
     for picture in pictures:
-        if picture.k == -1 and objects is not None and input_size is not None:
-            drawn = render.show_objects(
-                photo,
-                raws[picture.method or next(iter(raws))],
-                box,
-                input_size,
-                objects.boxes,
-                objects.names,
-                objects.scores,
-                valid=objects.valid,
-                colormap=options.colormap,
-                alpha=options.alpha,
-                font=options.font,
-            )
-        elif picture.method is None:
-            drawn = render.methods_panel(
-                photo,
-                {method: maps[picture.k] for method, maps in raws.items()},
-                box,
-                picture.title,
-                colormap=options.colormap,
-                alpha=options.alpha,
-                font=options.font,
-            )
-        else:
-            raw = raws[picture.method][picture.k]
-            drawn = render.show_on_photo(
-                photo,
-                raw,
-                box,
-                style=options.style,
-                colormap=options.colormap,
-                alpha=options.alpha,
-                title=picture.title,
-                label=options.label,
-                font=options.font,
-            )
-            if picture.region is not None and options.style != "panel":
-                drawn = render.outline_region(drawn, picture.region, box)
-            if picture.box is not None and input_size is not None and options.style != "panel":
-                on_photo = render.photo_boxes(torch.tensor([picture.box]), box, input_size)
-                drawn = render.draw_boxes(drawn, on_photo, [""], font=options.font)
-            if options.save_maps:
-                _save_npy(raw.float().cpu().numpy(), picture.path.with_suffix(".npy"))
+        drawn = _draw(photo, raws, box, picture, options, input_size, objects)
+        if options.save_maps and picture.method is not None and picture.k >= 0:
+            _save_npy(raws[picture.method][picture.k].float().cpu().numpy(), picture.path.with_suffix(".npy"))
         render.save_image(drawn, picture.path)
         if picture.thumb is not None:
             assets.save_jpeg(assets.thumbnail(render.to_image(drawn)), picture.thumb)
+        if picture.tile is not None and options.tile:
+            small = small or render.shrink(render.to_image(photo), box, options.tile)
+            tile = _draw(small[0], raws, small[1], picture, options, input_size, objects, tile=True)
+            tiles.append(Tile(tile, *picture.tile))
+    return tiles
+
+
+TILE_STYLES = ("overlay", "classic", "heatmap")  # a panel's tile is its overlay
+
+
+def _draw(
+    photo,
+    raws: dict[str, torch.Tensor],
+    box,
+    picture: _Picture,
+    options: RenderOptions,
+    input_size: tuple[int, int] | None,
+    objects: _Objects | None,
+    tile: bool = False,
+) -> Image.Image:
+    """One picture: a detected object's has its box drawn, a segmentation target's the outline of its
+    region; with --style boxes every object of the photo shares one picture."""
+    style = options.style
+    if tile and style not in TILE_STYLES:
+        style = "overlay"
+    if picture.k == -1 and objects is not None and input_size is not None:
+        return render.show_objects(
+            photo,
+            raws[picture.method or next(iter(raws))],
+            box,
+            input_size,
+            objects.boxes,
+            objects.names,
+            objects.scores,
+            valid=objects.valid,
+            colormap=options.colormap,
+            alpha=options.alpha,
+            font=options.font,
+        )
+    if picture.method is None:
+        return render.methods_panel(
+            photo,
+            {method: maps[picture.k] for method, maps in raws.items()},
+            box,
+            picture.title,
+            colormap=options.colormap,
+            alpha=options.alpha,
+            font=options.font,
+        )
+    drawn = render.show_on_photo(
+        photo,
+        raws[picture.method][picture.k],
+        box,
+        style=style,
+        colormap=options.colormap,
+        alpha=options.alpha,
+        title=picture.title,
+        label=options.label and not tile,
+        font=options.font,
+    )
+    if picture.region is not None and style != "panel":
+        drawn = render.outline_region(drawn, picture.region, box)
+    if picture.box is not None and input_size is not None and style != "panel":
+        on_photo = render.photo_boxes(torch.tensor([picture.box]), box, input_size)
+        drawn = render.draw_boxes(drawn, on_photo, [""], font=options.font)
+    return drawn
 
 
 def _nothing_note(task: str) -> str:

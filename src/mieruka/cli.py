@@ -19,6 +19,7 @@ EXPLAIN_EXAMPLES = """examples:
   mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo; maps/report.html
   mieruka explain photos/ --out maps --overwrite # replace the earlier run in maps/
   mieruka explain cat.jpg --target "tabby" --style panel
+  mieruka explain photos/ --out maps --sheet     # and a contact sheet: maps/sheet-001.png, ...
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
   mieruka explain photo.jpg --model vgg16 --weights IMAGENET1K_V1 --layer features.29
   mieruka explain cat.jpg --method gradcam,gradcam++,layercam,scorecam   # side by side
@@ -49,6 +50,14 @@ only (exit status 2), and the others are still evaluated.
 REPORT_EXAMPLES = """examples:
   mieruka report maps                            # maps/report.html from the run in maps/
   mieruka report maps --evaluation eval          # with the metrics `mieruka evaluate --out eval` wrote
+"""
+
+SERVE_EXAMPLES = """examples:
+  mieruka serve                                  # the default ImageNet model; upload photos in the page
+  mieruka serve photos/                          # ... or pick them from photos/ (only images under it)
+  mieruka serve photos/ --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
+  mieruka serve photos/ --port 8123 --max-upload-mb 50
+then open the address it prints (http://127.0.0.1:8000/ by default) in a browser; Ctrl+C stops it.
 """
 
 LAYERS_EXAMPLES = """examples:
@@ -229,6 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-maps", action="store_true", help="also write each raw map at layer resolution as .npy"
     )
     explain.add_argument(
+        "--sheet",
+        action="store_true",
+        help="also write a contact sheet: each target's picture small, captioned with the photo, label and "
+        "probability, in pages of about 48 (sheet-001.png, sheet-002.png, ...); a panel's tile is its overlay",
+    )
+    explain.add_argument(
+        "--sheet-columns",
+        type=int,
+        metavar="N",
+        help="tiles per row of the contact sheet, 1 to 32; implies --sheet (default: 6)",
+    )
+    explain.add_argument(
         "--report",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -275,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(methods)
+
+    _serve_parser(commands)
     return parser
 
 
@@ -305,15 +328,52 @@ def _report_parser(commands) -> None:
     _common(report)
 
 
+def _serve_parser(commands) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="a local web viewer: open a photo, choose methods, layer and class, see the maps",
+        description="A web page on this machine to explain photos one at a time: upload one or pick it from\n"
+        "FOLDER, choose the methods (side by side), the layer, the class or the top k, the colormap and\n"
+        "the opacity (these two change without recomputing). The model loads once, at start. Listens on\n"
+        "127.0.0.1 only unless --host says otherwise; serves no file outside FOLDER. Needs the serve\n"
+        "extra: pip install 'mieruka[serve]'.",
+        epilog=SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "folder", nargs="?", metavar="FOLDER", help="photos to pick from in the page (searched recursively)"
+    )
+    _model_arguments(serve)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="port to listen on; 0 takes a free one (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        metavar="MB",
+        help="refuse uploaded photos larger than this (default: %(default)s)",
+    )
+    _common(serve)
+
+
 def _evaluate_parser(commands) -> None:
+    from . import metric_names as defaults
+
     evaluate = commands.add_parser(
         "evaluate",
         help="score CAM methods on your photos: faithfulness, localization, sanity",
         description="Can I trust this map? Score each method's maps of the predicted class (or --target) on\n"
         "the photos, beside two controls that know nothing of the model (a random map, a centre prior):\n"
-        "a table of means with 95% bootstrap intervals in the terminal, the best row per metric marked,\n"
-        "and in --out: metrics.json (the table and the settings), per_image.jsonl, curves.png and\n"
-        "sanity.png. Metrics (cost per photo and method or control, in forward passes of the model):\n"
+        "a table of means with 95% bootstrap intervals and the photos each is over (n) in the terminal,\n"
+        "the best method per metric marked, and in --out: metrics.json (the table and the settings),\n"
+        "per_image.jsonl, curves.png (with deletion or insertion) and sanity.png (with sanity).\n"
+        "Metrics (cost per photo and method or control, in forward passes of the model):\n"
         "  deletion   area under the deletion curve, pixels -> 0 most salient first; lower is better\n"
         "             (--steps + 1 passes)\n"
         "  insertion  area under the insertion curve, pixels back onto a blurred copy; higher is better\n"
@@ -325,8 +385,10 @@ def _evaluate_parser(commands) -> None:
         "  pointing   pointing game (the map's peak within 15 px of a box or mask) and energy inside\n"
         "             them, in the photo's own pixels; higher is better; needs --boxes or --masks\n"
         "             (no passes)\n"
-        "  sanity     Spearman of |map| with the head randomized (Adebayo et al.); lower is better. SLOW:\n"
-        "             one map per --sanity-blocks block and method (Score-CAM: a pass per channel each)\n"
+        "  sanity     Spearman of |map| with the head (the logits layer) alone randomized (Adebayo et al.);\n"
+        f"             lower is better; a method above {defaults.SANITY_THRESHOLD} is flagged (!): its maps barely depend\n"
+        "             on what the model learned. SLOW: --sanity-blocks + 1 maps per method (Score-CAM: a\n"
+        "             pass per channel each)\n"
         "Score-CAM itself costs one pass per channel of the layer (1280 on the default model).",
         epilog=EVALUATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -344,8 +406,9 @@ def _evaluate_parser(commands) -> None:
         "--metrics",
         default=None,
         metavar="NAMES",
-        help="comma-separated: deletion, insertion, drop, road, pointing, sanity "
-        "(default: deletion,insertion,drop; and pointing with --boxes or --masks)",
+        help="comma-separated: deletion, insertion, drop (columns drop and increase), road, pointing "
+        "(columns pointing and energy), sanity (default: deletion,insertion,drop; and pointing with --boxes "
+        "or --masks)",
     )
     evaluate.add_argument(
         "--boxes", metavar="FILE", help="ground-truth boxes (JSON, COCO-style JSON or CSV; below)"
@@ -369,25 +432,38 @@ def _evaluate_parser(commands) -> None:
     evaluate.add_argument(
         "--steps",
         type=int,
-        default=20,
+        default=defaults.STEPS,
         metavar="S",
-        help="deletion/insertion: points on each curve, one pass each (default: %(default)s)",
+        help="deletion/insertion: steps along each curve, so S + 1 points, one pass each (default: %(default)s)",
     )
     evaluate.add_argument(
         "--road-fractions",
-        default="0.2,0.4,0.6,0.8",
+        default=",".join(map(str, defaults.ROAD_FRACTIONS)),
         metavar="P,...",
         help="ROAD: shares of pixels removed (default: %(default)s)",
     )
     evaluate.add_argument(
-        "--tolerance", type=int, default=15, metavar="PX", help="pointing game: pixels (default: %(default)s)"
+        "--tolerance",
+        type=int,
+        default=defaults.TOLERANCE,
+        metavar="PX",
+        help="pointing game: pixels (default: %(default)s)",
     )
     evaluate.add_argument(
         "--sanity-blocks",
         type=int,
-        default=4,
+        default=defaults.SANITY_BLOCKS,
         metavar="B",
-        help="sanity: randomize the layers in B groups, head first, cascading (default: %(default)s)",
+        help="sanity: randomize cascading from the head: the head alone, then the layers below it in B "
+        "groups (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        metavar="N",
+        help="seed of the random map (photo i: N + i), ROAD's noise, the sanity check's re-initialization "
+        "and the bootstrap; the same seed gives the same numbers (default: %(default)s)",
     )
     evaluate.add_argument(
         "--score-channels",
@@ -398,7 +474,7 @@ def _evaluate_parser(commands) -> None:
     evaluate.add_argument(
         "--batch-size",
         type=int,
-        default=64,
+        default=defaults.BATCH_SIZE,
         metavar="N",
         help="perturbed inputs per pass (default: %(default)s)",
     )
@@ -431,7 +507,8 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--random-weights",
         action="store_true",
-        help="run a named architecture untrained, on purpose (tests, sanity checks); every output says so",
+        help="run a named architecture untrained, on purpose (tests, sanity checks), initialized from a fixed "
+        "seed so every run gets the same network; every output says so",
     )
     group.add_argument(
         "--trust-checkpoint",
@@ -475,6 +552,8 @@ def _run(args, parser: argparse.ArgumentParser) -> int:
             return run_evaluate(args)
         if args.command == "report":
             return run_report(args)
+        if args.command == "serve":
+            return run_serve(args)
         return run_layers(args)
     except KeyboardInterrupt:
         print("mieruka: interrupted", file=sys.stderr)
@@ -612,6 +691,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json, show_photos=len(paths) > 4)
     cam.progress = progress.stage
     records, failures = [], []
+    sheet, sheet_error = _contact_sheet(args, out_dir, loaded, methods, layer_names), None
     started = time.perf_counter()
     for outcome in explain_files(
         paths,
@@ -629,6 +709,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             format=args.format,
             label=args.label,
             font=args.font,
+            tile=sheet.layout.tile if sheet is not None else None,
             report=report,
         ),
         batch_size=args.batch_size,
@@ -644,6 +725,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             records.append({"file": str(outcome.path), "error": outcome.error})
             continue
         records.extend(outcome.records)
+        if sheet is not None and sheet_error is None:
+            sheet_error = _add_tiles(sheet, outcome)
         if args.json:
             for record in outcome.records:
                 print(json.dumps(record, ensure_ascii=False))
@@ -651,6 +734,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             progress.clear()
             _print_summary(outcome.records, out_dir)
     progress.clear()
+    if sheet is not None:
+        sheet_error = _close_sheet(sheet, records, sheet_error)
     write_jsonl(records, out_dir / RESULTS)
     _write_run(args, out_dir, loaded, layer_names, methods, task, len(paths), len(failures))
     if report:
@@ -667,12 +752,12 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         seconds = time.perf_counter() - started
         print(
             f"{len(paths) - len(failures)} of {len(paths)} image(s) explained at layer {layer_names}"
-            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS}{', ' + REPORT if report else ''})"
+            f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS}{', ' + REPORT if report else ''}{_pages_note(sheet)})"
             + (f"; {len(failures)} failed:" if failures else "")
         )
         for failure in failures:
             print(f"  {' '.join(failure.split())}")
-    return EXIT_BAD_INPUT if failures else 0
+    return EXIT_BAD_INPUT if failures or sheet_error else 0
 
 
 def _write_run(args, out_dir: Path, loaded, layer: str, methods, task: str, photos: int, failed: int) -> None:
@@ -762,7 +847,7 @@ def run_evaluate(args) -> int:
 
     from . import scoreboard
     from .cam import CAM
-    from .evaluate import Evaluation, Settings, evaluate_files, format_table
+    from .evaluate import Evaluation, Settings, evaluate_files
 
     loaded, device = _load(args)
     if loaded.task not in (None, "classify"):
@@ -787,12 +872,13 @@ def run_evaluate(args) -> int:
         tolerance=args.tolerance,
         sanity_blocks=args.sanity_blocks,
         batch_size=args.batch_size,
+        seed=args.seed,
     )
     for path in earlier:  # every argument is checked: only now is the earlier evaluation replaced
         path.unlink(missing_ok=True)
     progress = _Progress(len(paths), enabled=not args.quiet, show_photos=True)
     cam.progress = progress.stage
-    evaluation, outcomes, failures = Evaluation(), [], []
+    evaluation, outcomes, failures = Evaluation(settings.seed), [], []
     started = time.perf_counter()
     for outcome in evaluate_files(
         paths,
@@ -808,7 +894,7 @@ def run_evaluate(args) -> int:
         batch_size=16,
         device=device,
         on_progress=progress.advance,
-        on_stage=lambda stage: progress.stage(stage, 0, 1),
+        on_stage=progress.stage,
     ):
         outcomes.append(outcome)
         if outcome.error:
@@ -817,7 +903,7 @@ def run_evaluate(args) -> int:
             print(f"mieruka: error: {outcome.error}", file=sys.stderr)
     progress.clear()
     if evaluation.values and not args.quiet:  # shown before the files are written: never lost
-        print(format_table(evaluation.table(), evaluation.best(evaluation.table())))
+        print(evaluation.text())
     written = [scoreboard.PER_IMAGE_FILE]
     try:
         scoreboard.write_jsonl(scoreboard.per_image_records(outcomes), out_dir / scoreboard.PER_IMAGE_FILE)
@@ -980,6 +1066,10 @@ def _check_explain_flags(args) -> None:
         raise ValueError(f"--style boxes draws detections; it does not apply to --task {args.task}")
     if args.score_channels is not None and args.score_channels < 1:
         raise ValueError(f"--score-channels must be at least 1, got {args.score_channels}")
+    if args.sheet_columns is not None:
+        if not 1 <= args.sheet_columns <= 32:
+            raise ValueError(f"--sheet-columns must be between 1 and 32, got {args.sheet_columns}")
+        args.sheet = True
     if args.num_classes is not None and args.num_classes < 0:
         raise ValueError(
             f"--num-classes must be 0 or more (0: timm models without a head), got {args.num_classes}"
@@ -1151,6 +1241,65 @@ def _parse_target(text: str | None, labels):
     return index
 
 
+def _contact_sheet(args, out_dir: Path, loaded, methods: list[str], layer: str):
+    """The contact sheet --sheet asks for, headed with the model, methods and layer; or None."""
+    if not args.sheet:
+        return None
+    from .sheet import COLUMNS, ContactSheet
+
+    untrained = "  [random weights]" if loaded.random_weights else ""
+    return ContactSheet(
+        out_dir,
+        suffix="." + args.format,
+        columns=args.sheet_columns or COLUMNS,
+        title=f"{loaded.name} · {', '.join(methods)} · {layer}{untrained}",
+        font=args.font,
+    )
+
+
+def _add_tiles(sheet, outcome) -> str | None:
+    """Put a photo's tiles on the contact sheet; each record it shows names its page. An error that
+    stops the sheet is reported once and returned; the pictures and results.jsonl go on."""
+    try:
+        for tile in outcome.tiles:
+            page = sheet.add(tile.picture, tile.caption)
+            for row in tile.records:
+                outcome.records[row]["sheet"] = page.name
+    except OSError as error:
+        return _sheet_failed(error)
+    return None
+
+
+def _close_sheet(sheet, records: list[dict], error: str | None) -> str | None:
+    """Write the last page unless the sheet failed before; a record keeps the name of its page only
+    where that page was written. The error, if any."""
+    if error is None:
+        try:
+            sheet.close()
+        except OSError as failure:
+            error = _sheet_failed(failure)
+    written = {page.name for page in sheet.pages}
+    for record in records:
+        if "sheet" in record and record["sheet"] not in written:
+            del record["sheet"]
+    return error
+
+
+def _sheet_failed(error: OSError) -> str:
+    reason = error.strerror or error
+    message = f"cannot write the contact sheet ({reason}): the pictures are written, the sheet is not"
+    print(f"mieruka: error: {message}", file=sys.stderr)
+    return message
+
+
+def _pages_note(sheet) -> str:
+    """`, contact sheet: sheet-001.png to sheet-004.png` for the closing summary."""
+    if sheet is None or not sheet.pages:
+        return ""
+    first, last = sheet.pages[0].name, sheet.pages[-1].name
+    return f", contact sheet: {first}" + (f" to {last}" if last != first else "")
+
+
 def _print_summary(records: list[dict], out_dir: Path) -> None:
     """The photo's top classes, then each picture as a path from here (records hold it from `out_dir`)."""
     first = records[0]
@@ -1184,7 +1333,7 @@ class _Progress:
 
     def stage(self, method: str, done: int, total: int) -> None:
         """For CAM(progress=...): `method` has done `done` of `total` steps."""
-        self.method = f"{method} {done}/{total} passes" if total > 1 else f"{method}..."
+        self.method = f"{method} {done}/{total}" if total > 1 else f"{method}..."
         self._draw()
 
     def _draw(self) -> None:
@@ -1221,8 +1370,61 @@ def run_methods() -> int:
     return 0
 
 
+def run_serve(args) -> int:
+    """Check the flags and the folder, take the port, load the model once, then serve until Ctrl+C."""
+    import importlib.util
+
+    missing = [
+        name for name in ("starlette", "uvicorn", "multipart") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise ValueError(
+            f"mieruka serve needs the web stack ({', '.join(missing)} missing): install mieruka[serve] "
+            "(pip install 'mieruka[serve]')"
+        )
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be between 0 and 65535, got {args.port}")
+    if not args.max_upload_mb > 0:
+        raise ValueError(f"--max-upload-mb must be more than 0, got {args.max_upload_mb}")
+    if args.folder is not None and not Path(args.folder).is_dir():
+        what = "is a file, expected a folder of photos" if Path(args.folder).exists() else "no such folder"
+        raise ValueError(f"{args.folder}: {what}")
+    for flag, value in (("--labels", args.labels), ("--weights", args.weights)):
+        if value is not None and Path(value).suffix and not Path(value).is_file():
+            raise ValueError(f"{flag} {value}: no such file")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"mieruka: warning: listening on {args.host}, not only this machine: whoever reaches it can "
+            f"run the model{' and see the photos in ' + args.folder if args.folder else ''}",
+            file=sys.stderr,
+        )
+
+    from .serve import Viewer, create_app, listen, serve
+
+    sock = listen(args.host, args.port)  # a busy port is told before the model loads
+    try:
+        loaded, device = _load(args)
+        app = create_app(
+            Viewer(loaded, device),
+            args.folder,
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            host=args.host,
+        )
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        untrained = " [random weights]" if loaded.random_weights else ""
+        print(
+            f"mieruka serve: http://{shown}:{port}/  ({loaded.name}{untrained} on {device}; Ctrl+C stops it)",
+            flush=True,
+        )
+        serve(app, sock)
+    finally:
+        sock.close()
+    return 0
+
+
 def run_layers(args) -> int:
-    from .layers import LayerError, auto_layer, trace_layers
+    from .layers import LayerError, auto_layer, layout_describer, trace_layers
 
     loaded, device = _load(args, shapes_only=True)
     dummy = _dummy_input(loaded, device)
@@ -1232,7 +1434,7 @@ def run_layers(args) -> int:
         auto = auto_layer(loaded.model, dummy)
     except LayerError:
         auto = None
-    describe = _layout_describer(loaded.model, image)
+    describe = layout_describer(loaded.model, image)
     by_name = {info.name: info for info in infos}
     rows = []
     for name, module in loaded.model.named_modules():
@@ -1262,24 +1464,6 @@ def run_layers(args) -> int:
     else:
         print("no automatic target layer: name one with --layer")
     return 0
-
-
-def _layout_describer(model, image: tuple[int, int]):
-    """name, LayerInfo -> how that layer's output would be read ('tokens: 1 prefix + 14x14', 'vector'...)."""
-    from .layouts import TOKENS, LayoutError, layout, prefix_tokens, resolve_layout
-
-    hint = prefix_tokens(model)
-
-    def describe(name: str, info) -> str:
-        kind = layout(info.shape, image, info.kind, batch=info.shape[0])
-        if kind != TOKENS:
-            return kind
-        try:
-            return resolve_layout(name, info.shape, image, module=info.kind, prefix_hint=hint).describe()
-        except LayoutError:
-            return "tokens (ambiguous)"
-
-    return describe
 
 
 def _version() -> str:

@@ -3,8 +3,9 @@
 The pipeline `mieruka evaluate` runs, usable from Python with tensors in and tensors out:
 :func:`evaluate_batch` scores one preprocessed batch; :func:`evaluate_files` reads photos (in
 DataLoader workers, as ``explain`` does, one unreadable photo costing only its own result) and yields
-per-photo values; :class:`Evaluation` gathers them into the table (mean and bootstrap interval per
-method and metric), mean deletion/insertion curves and sanity-check similarities.
+per-photo values; :class:`Evaluation` (:mod:`mieruka.scoretable`) gathers them into the table (mean,
+bootstrap interval and count per method and metric), mean deletion/insertion curves and sanity-check
+similarities.
 
 Each method explains the model's predicted class (or the class given); the random map and the
 centre prior (:mod:`mieruka.metrics.controls`) are scored beside the methods, on the same targets.
@@ -20,13 +21,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import metric_names as defaults
 from .boxes import Box, BoxesError, Truth, photo_truth
 from .cam import CAM
 from .images import CropBox
-from .maps import upsample
 from .metric_names import DEFAULT_METRICS, METRICS, NEEDS_BOXES, parse_metrics
 from .metrics import controls, faithfulness, localization, sanity
-from .metrics.summary import DIRECTIONS, Estimate, best, bootstrap_ci
+from .scoretable import CONTROL_ROWS, Evaluation, format_table
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -42,30 +43,22 @@ __all__ = [
     "parse_metrics",
 ]
 
-CONTROL_ROWS = ("random", "centre")
-# the per-image values (table columns) each metric gives
-COLUMNS = {
-    "deletion": ("deletion",),
-    "insertion": ("insertion",),
-    "road": ("road",),
-    "drop": ("drop", "increase"),
-    "pointing": ("pointing", "energy"),
-    "sanity": ("sanity",),
-}
-
 
 @dataclass
 class Settings:
-    """How each metric is computed (see :mod:`mieruka.metrics`)."""
+    """How each metric is computed (see :mod:`mieruka.metrics`); the defaults are the library
+    functions' and the command's, from :mod:`mieruka.metric_names`."""
 
-    steps: int = 20  # deletion / insertion: points on the curve (one batched pass each)
-    deletion_substrate: str = "zeros"
-    insertion_substrate: str = "blur"
-    road_fractions: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8)
-    tolerance: int = 15  # pointing game, in photo pixels
-    sanity_blocks: int = 4  # cascading randomization in this many groups of layers, head first
-    batch_size: int = 64  # perturbed inputs per forward pass
-    seed: int = 0
+    steps: int = defaults.STEPS  # deletion / insertion: steps, so steps + 1 points (a batched pass each)
+    deletion_substrate: str = defaults.DELETION_SUBSTRATE
+    insertion_substrate: str = defaults.INSERTION_SUBSTRATE
+    road_fractions: tuple[float, ...] = defaults.ROAD_FRACTIONS
+    tolerance: int = defaults.TOLERANCE  # pointing game, in photo pixels
+    sanity_blocks: int = defaults.SANITY_BLOCKS  # sanity: the head alone, then the rest in this many groups
+    batch_size: int = defaults.BATCH_SIZE  # perturbed inputs per forward pass
+    # photo i's random map is drawn from seed + i; ROAD's noise and the sanity check's re-initialization
+    # are seeded from it too, so the same seed gives the same numbers
+    seed: int = defaults.SEED
 
 
 @dataclass
@@ -89,14 +82,16 @@ def evaluate_batch(
     *,
     settings: Settings | None = None,
     photos: Sequence[tuple[CropBox, tuple[int, int], Sequence[Box] | torch.Tensor | None]] | None = None,
-    controls_seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    controls_seed: int | Sequence[int] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> BatchScores:
     """Score the maps of `methods` and of the two controls on a preprocessed batch (N, C, H, W).
 
     `photos` (one per input: its crop box, its (width, height) and its ground truth: boxes, a mask
     (H, W) of the photo, or None) is needed for ``pointing``, which is computed in the photo's own
-    pixels; a photo without boxes, or whose mask is empty, scores NaN there.
+    pixels; a photo without boxes, or whose mask is empty, scores NaN there. The random control's map
+    of input k is drawn from ``controls_seed + k`` (one seed per input given a sequence; by default
+    ``settings.seed``), at the methods' grid.
 
     >>> scores = evaluate_batch(CAM(model), images, ["gradcam"], ["deletion"])  # doctest: +SKIP
     >>> scores.values["gradcam"]["deletion"]  # (N,) areas under the deletion curve  # doctest: +SKIP
@@ -107,7 +102,7 @@ def evaluate_batch(
         raise ValueError("the pointing metric needs each photo's crop box, size and boxes (`photos`)")
     if photos is not None and len(photos) != len(inputs):
         raise ValueError(f"expected one entry of `photos` per input ({len(inputs)}), got {len(photos)}")
-    say = progress or (lambda _: None)
+    say = progress or (lambda stage, done, total: None)
     if isinstance(targets, int):
         targets = torch.full((len(inputs),), targets, dtype=torch.long)
     results = cam.compare(inputs, list(methods), targets)
@@ -119,27 +114,33 @@ def evaluate_batch(
     maps = {name: result.maps for name, result in results.items()}
     # the layer's grid: the coarsest raw map (guided methods' are at the input's resolution)
     grid = min((tuple(r.raw.shape[-2:]) for r in results.values()), key=lambda g: g[0] * g[1])
-    maps["random"] = random_control(len(inputs), grid, size, controls_seed, chosen.device)
+    seed = settings.seed if controls_seed is None else controls_seed
+    maps["random"] = controls.random_map(len(inputs), size, seed, chosen.device, grid=grid)
     maps["centre"] = controls.centre_prior(len(inputs), size, device=chosen.device)
     scores = BatchScores({row: {} for row in maps}, chosen.cpu())
     for metric in metrics:
         for row, row_maps in maps.items():
-            say(f"{metric} {row}")
-            _score(scores, metric, row, model, inputs, row_maps, chosen, settings, photos, (cam, first.layer))
+            stage = f"{metric} {row}"
+            say(stage, 0, 1)
+            _score(
+                scores,
+                metric,
+                row,
+                model,
+                inputs,
+                row_maps,
+                chosen,
+                settings,
+                photos,
+                (cam, first.layer),
+                lambda done, total, stage=stage: say(stage, done, total),
+            )
     return scores
 
 
-def random_control(
-    count: int, grid: tuple[int, int], size: tuple[int, int], seed: int, device: torch.device | str
-) -> torch.Tensor:
-    """Random maps drawn at the methods' own resolution (`grid`, the layer's) and upsampled as theirs
-    are: a chance map of the same smoothness. Noise drawn per input pixel would delete scattered
-    pixels everywhere, which destroys a CNN's confidence faster than any object-shaped map and so
-    wins the deletion game without knowing anything."""
-    return upsample(controls.random_map(count, grid, seed=seed, device=device), size)
-
-
-def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings, photos, cam) -> None:
+def _score(
+    scores, metric, row, model, inputs, maps, targets, settings: Settings, photos, cam, progress
+) -> None:
     values = scores.values[row]
     if metric in ("deletion", "insertion"):
         curve = (faithfulness.deletion if metric == "deletion" else faithfulness.insertion)(
@@ -150,6 +151,7 @@ def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings
             steps=settings.steps,
             substrate=settings.deletion_substrate if metric == "deletion" else settings.insertion_substrate,
             batch_size=settings.batch_size,
+            progress=progress,
         )
         values[metric] = curve.auc().cpu()
         scores.curves.setdefault(metric, {})[row] = curve.scores.cpu()
@@ -164,6 +166,7 @@ def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings
             fractions=settings.road_fractions,
             generator=generator,
             batch_size=settings.batch_size,
+            progress=progress,
         )
         values["road"] = result.score().cpu()
     elif metric == "drop":
@@ -190,10 +193,10 @@ def _score(scores, metric, row, model, inputs, maps, targets, settings: Settings
             model,
             inputs,
             _explainer(*cam, row, maps, targets),
-            blocks=sanity.randomizable_blocks(model, at_most=settings.sanity_blocks),
+            blocks=sanity.randomizable_blocks(model, groups=settings.sanity_blocks),
             seed=settings.seed,
         )
-        values["sanity"] = check.spearman_abs[0].cpu()
+        values["sanity"] = check.spearman_abs[0].cpu()  # the head alone randomized; NaN: no ranking
         scores.randomization[row] = check
     else:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
@@ -252,7 +255,7 @@ def evaluate_files(
     workers: int | None = None,
     device: torch.device | str = "cpu",
     on_progress: Callable[[int], None] | None = None,
-    on_stage: Callable[[str], None] | None = None,
+    on_stage: Callable[[str, int, int], None] | None = None,
 ) -> Iterator[PhotoScores]:
     """Read `paths`, evaluate them batch by batch and yield one :class:`PhotoScores` per photo, in
     order; curves and sanity similarities go into `evaluation` when given. `truth` holds each photo's
@@ -262,6 +265,7 @@ def evaluate_files(
     from .batch import _keep_list, _Photos, _same_size
 
     places = list(places) if places is not None else [PurePath(path.name) for path in paths]
+    settings = settings or Settings()
     device = torch.device(device)
     if workers is None:
         workers = 0 if len(paths) <= 4 else 2
@@ -296,7 +300,7 @@ def evaluate_files(
                 target,
                 settings=settings,
                 photos=[photos[item[0]] for item in good],
-                controls_seed=good[0][0],
+                controls_seed=[settings.seed + index for index, *_ in good],  # photo i: seed + i
                 progress=on_stage,
             )
             if evaluation is not None:
@@ -311,103 +315,3 @@ def evaluate_files(
             yield outcomes[index]
         if on_progress:
             on_progress(len(batch))
-
-
-# ---- the table -------------------------------------------------------------------------------------
-
-
-class Evaluation:
-    """Gathers batches (:meth:`add`) into the table (:meth:`table`), mean curves and sanity results."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, dict[str, list[torch.Tensor]]] = {}
-        self.curves: dict[str, dict[str, list[torch.Tensor]]] = {}
-        self.fractions: dict[str, torch.Tensor] = {}
-        self.randomization: dict[str, list[sanity.Randomization]] = {}
-
-    def add(self, scores: BatchScores) -> None:
-        for row, columns in scores.values.items():
-            for column, value in columns.items():
-                self.values.setdefault(row, {}).setdefault(column, []).append(value)
-        for metric, rows in scores.curves.items():
-            for row, curve in rows.items():
-                self.curves.setdefault(metric, {}).setdefault(row, []).append(curve)
-        self.fractions.update(scores.fractions)
-        for row, check in scores.randomization.items():
-            self.randomization.setdefault(row, []).append(check)
-
-    def table(self, resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, Estimate]]:
-        """Row -> column -> mean and percentile-bootstrap 95% interval over the images."""
-        return {
-            row: {
-                column: bootstrap_ci(torch.cat(parts), resamples=resamples, seed=seed)
-                for column, parts in columns.items()
-            }
-            for row, columns in self.values.items()
-        }
-
-    def best(self, table: dict[str, dict[str, Estimate]]) -> dict[str, str | None]:
-        """Column -> the row with the best mean (controls included)."""
-        columns = [c for row in table.values() for c in row]
-        return {
-            column: best({row: cells[column].mean for row, cells in table.items() if column in cells}, column)
-            for column in dict.fromkeys(columns)
-        }
-
-    def mean_curves(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Metric -> row -> the mean curve (P,) over the images."""
-        return {
-            metric: {row: torch.cat(parts).mean(0) for row, parts in rows.items()}
-            for metric, rows in self.curves.items()
-        }
-
-    def mean_similarity(self) -> tuple[list[str], dict[str, dict[str, torch.Tensor]]]:
-        """Randomized blocks and row -> similarity kind -> mean (S,) over the images."""
-        blocks: list[str] = []
-        result = {}
-        for row, checks in self.randomization.items():
-            blocks = checks[0].blocks
-            result[row] = {
-                kind: torch.cat([getattr(check, kind) for check in checks], dim=1).mean(1)
-                for kind in ("spearman", "spearman_abs", "ssim")
-            }
-        return blocks, result
-
-
-def format_table(table: dict[str, dict[str, Estimate]], marks: dict[str, str | None]) -> str:
-    """The table as text: a line saying which way is better, then one row per method and control,
-    ``mean [low, high]`` per column, ``*`` on each column's best row."""
-    columns = list(dict.fromkeys(c for row in table.values() for c in row))
-    lower = [c for c in columns if DIRECTIONS[c] == "lower"]
-    higher = [c for c in columns if DIRECTIONS[c] == "higher"]
-    parts = []
-    if lower:
-        parts.append(f"lower is better: {', '.join(lower)}")
-    if higher:
-        parts.append(f"higher is better: {', '.join(higher)}")
-    header = "; ".join(parts) + "; mean [95% bootstrap interval] over the photos; * best"
-    cells = {
-        row: [_cell(values[c], marks.get(c) == row) if c in values else "-" for c in columns]
-        for row, values in table.items()
-    }
-    names = [f"{c} ({'v' if DIRECTIONS[c] == 'lower' else '^'})" for c in columns]
-    widths = [max(len(name), *(len(cells[row][i]) for row in cells)) for i, name in enumerate(names)]
-    first = max(len("method"), *(len(_row_name(row)) for row in table))
-    lines = [
-        header,
-        "  ".join([f"{'method':<{first}}", *(n.ljust(w) for n, w in zip(names, widths))]).rstrip(),
-    ]
-    for row in table:
-        line = "  ".join([f"{_row_name(row):<{first}}", *(c.ljust(w) for c, w in zip(cells[row], widths))])
-        lines.append(line.rstrip())
-    return "\n".join(lines)
-
-
-def _row_name(row: str) -> str:
-    return {"random": "(random map)", "centre": "(centre prior)"}.get(row, row)
-
-
-def _cell(estimate: Estimate, marked: bool) -> str:
-    if estimate.mean != estimate.mean:
-        return "n/a"
-    return f"{estimate.mean:.3f} [{estimate.low:.3f}, {estimate.high:.3f}]" + ("*" if marked else " ")

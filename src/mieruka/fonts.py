@@ -139,6 +139,91 @@ def properties(choice: FontChoice, size: float):
 _PLAIN = {"style": "normal", "variant": "normal", "weight": "normal", "stretch": "normal"}
 
 
+# ---- one line of text drawn by Pillow in the fonts of a choice --------------------------------------
+
+ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"  # stands for what :func:`shorten` leaves out; DejaVu Sans has it
+
+
+_NO_LINE_START = frozenset("、。，．,.:;!?！？)）]］}｝」』】〕〉》ー…")
+
+
+def face(path: Path, size: int):
+    """Pillow's FreeType face of a font file at `size` pixels: loaded once per file, size and thread."""
+    return _face(str(path), size, threading.get_ident())
+
+
+@functools.lru_cache(maxsize=128)
+def _face(path: str, size: int, thread: int):
+    from PIL import ImageFont
+
+    return ImageFont.truetype(path, size)
+
+
+def measure(text: str, choice: FontChoice, size: int) -> tuple[float, int, int]:
+    """The width of one line of `text` at `size` pixels, and the ascent and descent of a line in these
+    fonts (the same for every line, whatever its characters, so lines stack evenly)."""
+    width = sum(face(path, size).getlength(piece) for piece, path in runs(text, choice))
+    metrics = [face(path, size).getmetrics() for path in choice.paths]
+    return width, max(m[0] for m in metrics), max(m[1] for m in metrics)
+
+
+def draw_line(pen, xy: tuple[float, float], text: str, choice: FontChoice, size: int, fill) -> None:
+    """Draw one line of `text` on an ImageDraw `pen`, its left end at x and its baseline at y."""
+    x, y = xy
+    for piece, path in runs(text, choice):
+        font = face(path, size)
+        pen.text((x, y), piece, font=font, fill=fill, anchor="ls")
+        x += font.getlength(piece)
+
+
+def shorten(text: str, width: float, choice: FontChoice, size: int) -> str:
+    """`text` if it fits in `width` pixels, else its start and end around an ellipsis: a file name keeps
+    its suffix, a caption its probability. Choose the fonts with :data:`ELLIPSIS` in the text.
+
+    >>> shorten("a_very_long_file_name.jpg", 130, choose("a_very_long_file_name.jpg" + ELLIPSIS), 12)
+    'a_very_lo…name.jpg'
+    """
+    if measure(text, choice, size)[0] <= width:
+        return text
+
+    def cut(kept: int) -> str:
+        return text[: (kept + 1) // 2] + ELLIPSIS + text[len(text) - kept // 2 :]
+
+    low, high = 0, len(text) - 1  # characters kept; none kept still shows the ellipsis
+    while low < high:
+        middle = (low + high + 1) // 2
+        if measure(cut(middle), choice, size)[0] <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return cut(low)
+
+
+def wrap(text: str, width: float, choice: FontChoice, size: int) -> list[str]:
+    """`text` on as many lines as it takes to fit in `width` pixels: broken at a space where one falls
+    on the line, else between characters (Japanese has no spaces), never before a closing mark such as
+    、 or ）; nothing is left out."""
+    lines, rest = [], text.strip()
+    while rest:
+        if measure(rest, choice, size)[0] <= width:
+            lines.append(rest)
+            break
+        low, high = 1, len(rest)  # the longest start that fits; one character at least
+        while low < high:
+            middle = (low + high + 1) // 2
+            if measure(rest[:middle], choice, size)[0] <= width:
+                low = middle
+            else:
+                high = middle - 1
+        space = rest.rfind(" ", 1, low + 1)
+        end = space if space > 0 else low
+        while 1 < end < len(rest) and rest[end] in _NO_LINE_START:  # 、 and ） close the line before
+            end -= 1
+        lines.append(rest[:end].rstrip())
+        rest = rest[end:].lstrip()
+    return lines
+
+
 @functools.lru_cache(maxsize=1)
 def dejavu_sans() -> Path:
     """matplotlib's own DejaVu Sans: Latin, Greek, Cyrillic and many symbols."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MierukaError
 
@@ -45,15 +46,28 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, expected an image file")
+    return _decode(path, str(path), max_pixels)
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """:func:`load_image` for a photo held in memory (an upload); `name` is what error messages call it.
+
+    >>> decode_image(Path("samples/cat.jpg").read_bytes(), "cat.jpg").size
+    (451, 300)
+    """
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
-            image = Image.open(path)
+            image = Image.open(source)
         with image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(
-                    f"{path}: {width}x{height} pixels is over the {max_pixels:,}-pixel limit "
+                    f"{name}: {width}x{height} pixels is over the {max_pixels:,}-pixel limit "
                     "(a possible decompression bomb); downscale it first"
                 )
             image.seek(0)
@@ -62,11 +76,13 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({error})") from None
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({error})") from None
     except (OSError, ValueError, SyntaxError) as error:
         # PIL raises UnidentifiedImageError (an OSError) for non-images and OSError/ValueError/SyntaxError
         # for truncated or corrupt data.
-        raise ImageError(f"{path}: not a readable image ({error}); check the file") from None
+        if isinstance(error, UnidentifiedImageError):  # its text names the file object, not the photo
+            error = "not a format Pillow knows"
+        raise ImageError(f"{name}: not a readable image ({error}); check the file") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

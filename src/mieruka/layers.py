@@ -23,7 +23,7 @@ are over the batch its transform made (see :mod:`mieruka.geometry`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -32,7 +32,7 @@ from torch import nn
 
 from .errors import MierukaError
 from .geometry import Frame, recording
-from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, layout
+from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, LayoutError, layout, prefix_tokens, resolve_layout
 
 
 @dataclass(frozen=True)
@@ -294,6 +294,44 @@ def _later_features(infos: list[LayerInfo], chosen: str, image: tuple[int, int])
         if info.shape is not None and layout(info.shape, image, info.kind) in (TOKENS, CHANNELS_LAST):
             return info
     return None
+
+
+def layout_describer(model: nn.Module, image: tuple[int, int]) -> Callable[[str, LayerInfo], str]:
+    """(name, LayerInfo) -> how that layer's output would be read over an (H, W) `image`:
+    'channels-first', 'tokens: 1 prefix + 14x14', 'vector', 'tokens (ambiguous)' ..."""
+    hint = prefix_tokens(model)
+
+    def describe(name: str, info: LayerInfo) -> str:
+        assert info.shape is not None  # only modules with a tensor output are described
+        kind = layout(info.shape, image, info.kind, batch=info.shape[0])
+        if kind != TOKENS:
+            return kind
+        try:
+            return resolve_layout(name, info.shape, image, module=info.kind, prefix_hint=hint).describe()
+        except LayoutError:
+            return "tokens (ambiguous)"
+
+    return describe
+
+
+def candidate_layers(model: nn.Module, inputs: torch.Tensor) -> list[tuple[LayerInfo, str]]:
+    """The layers a CAM can explain without further settings, each with its layout, in the order
+    ``mieruka layers`` lists them: modules that ran once and output a feature map over the image
+    (channels-first, channels-last, or tokens whose grid is unambiguous)."""
+    infos, _, _, frame = _trace(model, inputs[:1])
+    describe = layout_describer(
+        model, frame.padded if frame is not None else (inputs.shape[-2], inputs.shape[-1])
+    )
+    by_name = {info.name: info for info in infos}
+    found = []
+    for name, _ in model.named_modules():
+        info = by_name.get(name)
+        if info is None or info.calls != 1 or info.shape is None:
+            continue
+        kind = describe(name, info)
+        if kind in (CHANNELS_FIRST, CHANNELS_LAST) or kind.startswith(TOKENS + ":"):
+            found.append((info, kind))
+    return found
 
 
 @contextmanager

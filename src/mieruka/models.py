@@ -59,13 +59,16 @@ def load_model(
     labels: str | os.PathLike | list[str] | None = None,
     trust_checkpoint: bool = False,
     random_weights: bool = False,
+    seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> LoadedModel:
     """Build a model by name, load its weights, and attach preprocessing and labels.
 
     A named architecture needs `weights`: a network left at its random initialization would predict
     and explain noise with real class names. Pass ``random_weights=True`` to get one on purpose (for
-    tests and sanity checks); the result then says so in ``weights == "random"``.
+    tests and sanity checks); the result then says so in ``weights == "random"``. Its initialization
+    is drawn from `seed` (in a fork of torch's random state, the caller's left as it was), so every
+    call builds the same network.
 
     >>> loaded = load_model()  # the default ImageNet EfficientNet-Lite0, offline
     >>> loaded.labels[281]
@@ -83,10 +86,13 @@ def load_model(
         loaded = LoadedModel(state, Preprocess(), None, type(state).__name__)
     elif default and weights is None and not random_weights:
         loaded = _default_model(num_classes)
-    elif name.startswith("timm:") or name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL):
-        loaded = _timm_model(name.removeprefix("timm:"), state, num_classes, weights, untrained_ok)
     else:
-        loaded = _torchvision_model(name, weights, state, num_classes, untrained_ok)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # random weights, or a head rebuilt for num_classes, repeat
+            if name.startswith("timm:") or name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL):
+                loaded = _timm_model(name.removeprefix("timm:"), state, num_classes, weights, untrained_ok)
+            else:
+                loaded = _torchvision_model(name, weights, state, num_classes, untrained_ok)
     if labels is not None:
         loaded.labels = list(labels) if isinstance(labels, list) else load_labels(labels)
     loaded.labels = _check_labels(loaded)

@@ -25,7 +25,8 @@ REPORT = "report.html"  # the HTML report; what it shows besides the run's pictu
 REPORT_FOLDER = "report"
 MAX_NAME_BYTES = 200  # ext4 and APFS allow 255 bytes a name: room left for "-2" and the suffix
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')  # separators, controls, and what Windows refuses
-_RECORD_PATHS = ("output", "outputs", "map", "thumb", "view", "heat")
+_RECORD_PATHS = ("output", "outputs", "map", "sheet", "thumb", "view", "heat")  # "sheet": its contact
+# sheet page; "thumb", "view", "heat": what the report shows (report.assets)
 
 
 def safe_component(text: str, fallback: str = "_") -> str:
@@ -121,10 +122,11 @@ class EarlierRun:
 def find_earlier_run(out_dir: str | os.PathLike) -> EarlierRun | None:
     """The earlier run in `out_dir`, or None where it holds no results.jsonl (or does not exist).
 
-    Only the pictures and maps a record lists ("output", "outputs", "map"; the report's "thumb",
-    "view", "heat") count, and only inside `out_dir`: never a record's "file", the photo. Paths as
-    mieruka 0.1.0 wrote them (relative to the directory it ran in, or absolute) are found as well.
-    The run's run.json and its report (report.html, the files under report/) go with it.
+    Only the pictures, maps and contact sheet pages a record lists ("output", "outputs", "map",
+    "sheet"; the report's "thumb", "view", "heat") count, and only inside `out_dir`: never a record's
+    "file", the photo. Paths as mieruka 0.1.0 wrote them (relative to the directory it ran in, or
+    absolute) are found as well. The run's run.json and its report (report.html, the files under
+    report/) go with it.
     """
     folder = Path(os.path.abspath(out_dir))
     if folder.exists() and not folder.is_dir():

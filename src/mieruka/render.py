@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import fonts
+from . import fonts, panels
 from ._io import atomic_open
 from .images import CropBox, pil_to_tensor
 from .maps import box_pixels, normalize, to_photo
@@ -105,12 +105,10 @@ def panel(
 
     `columns` replaces the heatmap/overlay pair with labelled pictures, e.g. one overlay per method;
     they are laid out at most four to a row. Text in any script is drawn: `font` (a font file) first,
-    then the fonts of :mod:`mieruka.fonts` for the characters it lacks.
+    then the fonts of :mod:`mieruka.fonts` for the characters it lacks. Sizes follow the photo's
+    within readable bounds (:func:`mieruka.panels.panel_layout`): pictures 256 to 512 pixels on their
+    long side, letters at least 11 pixels high, a long title wrapped rather than cut.
     """
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if columns is None:
         if maps is None or inside is None:
             raise ValueError("panel needs maps and inside, or columns")
@@ -118,28 +116,8 @@ def panel(
             ("heatmap", heatmap(maps, inside, colormap=colormap)),
             ("overlay", overlay(photo, maps, inside, colormap=colormap, alpha=alpha)),
         ]
-    pictures = [("photo", photo), *columns]
-    choice = fonts.choose("\n".join([title, "relevance", *(label for label, _ in pictures)]), font)
-    fonts.warn_missing(choice)
-    per_row = min(4, len(pictures))
-    rows = -(-len(pictures) // per_row)
-    width, height = to_image(photo).size
-    figure = Figure(
-        figsize=(3.2 * width / height * per_row + 0.8, 3.2 * rows + 0.5), dpi=110, layout="constrained"
-    )
-    axes = figure.subplots(rows, per_row, squeeze=False).flatten()
-    for axis in axes:
-        axis.axis("off")
-    for axis, (label, picture) in zip(axes, pictures):
-        axis.imshow(np.asarray(to_image(picture)))
-        axis.set_title(choice.drawable(label), fontproperties=fonts.properties(choice, 9))
-    mappable = matplotlib.cm.ScalarMappable(cmap=colormap, norm=matplotlib.colors.Normalize(0, 1))
-    bar = figure.colorbar(mappable, ax=list(axes), fraction=0.02, pad=0.01)
-    bar.set_label("relevance", fontproperties=fonts.properties(choice, 10))
-    figure.suptitle(choice.drawable(title), fontproperties=fonts.properties(choice, 11))
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    pictures = [("photo", to_image(photo)), *((label, to_image(picture)) for label, picture in columns)]
+    return np.array(panels.compose(pictures, title, _colormap_table(colormap), font=font))
 
 
 def draw(
@@ -182,7 +160,7 @@ def show_on_photo(
     The map is normalized by its maximum at its own resolution (as the classic recipe does), then
     resampled onto the photo's pixels. On the CPU, overlays and heatmaps are drawn by Pillow's C
     kernels (about 3x faster than tensor code for a 12-megapixel photo); on other devices with tensors.
-    Panels are figures about a thousand pixels wide, so their photo is shrunk first.
+    A panel shows its pictures at most 512 pixels on their long side, so its photo is shrunk first.
 
     The overlay and classic styles show `title` (e.g. ``tabby  (p = 0.731)``) in the top-left corner
     unless `label` is False; the panel uses it as its heading. `font` is a font file for that text.
@@ -464,7 +442,7 @@ def show_objects(
 
 # ---- conversions and files -------------------------------------------------------------------------
 
-PANEL_PIXELS = 768  # longest side of the photo drawn in a panel: about twice what the figure shows
+PANEL_PIXELS = panels.SHOWN[1]  # longest side of the photo drawn in a panel: as large as it is shown
 
 
 def shrink(photo: Image.Image, box: CropBox, longest: int) -> tuple[Image.Image, CropBox]:

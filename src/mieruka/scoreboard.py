@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._io import atomic_open
-from .evaluate import Evaluation, _row_name
+from .metric_names import SANITY_THRESHOLD
 from .metrics.summary import DIRECTIONS
 from .outputs import write_jsonl
+from .scoretable import Evaluation, row_name
 
 __all__ = ["metrics_document", "per_image_records", "plot_curves", "plot_sanity", "write_json", "write_jsonl"]
 
@@ -53,8 +54,9 @@ def per_image_records(outcomes: Sequence) -> list[dict]:
 
 
 def metrics_document(evaluation: Evaluation, settings: dict) -> dict:
-    """The table (mean, interval, images per cell), the best row per column, the mean curves and
-    sanity similarities, and the run's settings."""
+    """The table (mean, interval, images per cell), the best method per column, the notes printed
+    under the table, the mean curves and sanity similarities (with the flagged methods), and the run's
+    settings."""
     table = evaluation.table()
     marks = evaluation.best(table)
     columns = list(dict.fromkeys(c for row in table.values() for c in row))
@@ -67,13 +69,14 @@ def metrics_document(evaluation: Evaluation, settings: dict) -> dict:
                     "mean": _number(cell.mean),
                     "low": _number(cell.low),
                     "high": _number(cell.high),
-                    "images": sum(int((~v.isnan()).sum()) for v in evaluation.values[row][column]),
+                    "images": cell.count,  # the photos the mean is over (NaN values left out)
                 }
                 for column, cell in cells.items()
             }
             for row, cells in table.items()
         },
-        "best": marks,
+        "best": marks,  # methods only: the controls are there to read them against chance
+        "notes": evaluation.notes(table, marks),
     }
     curves = evaluation.mean_curves()
     if curves:
@@ -87,10 +90,23 @@ def metrics_document(evaluation: Evaluation, settings: dict) -> dict:
     blocks, similarity = evaluation.mean_similarity()
     if similarity:
         document["sanity"] = {
-            "blocks": blocks,
+            "blocks": blocks,  # randomized at each step, cascading: the head alone first
             "cascading": True,
-            **{
-                row: {kind: [_number(v) for v in values.tolist()] for kind, values in kinds.items()}
+            "flag": (
+                f"a method is flagged when its mean Spearman |map| with the head ({blocks[0]}) alone "
+                f"randomized is above {evaluation.threshold}"
+            ),
+            "threshold": evaluation.threshold,
+            "flagged": {row: _number(value) for row, value in evaluation.flagged(table).items()},
+            "rows": {
+                row: {
+                    **{
+                        kind: [_number(v) for v in kinds[kind].tolist()]
+                        for kind in ("spearman", "spearman_abs", "ssim")
+                    },
+                    "images": kinds["images"].tolist(),  # per step: photos with a defined Spearman |map|
+                    "constant": kinds["constant"].tolist(),  # per step: randomized maps that were constant
+                }
                 for row, kinds in similarity.items()
             },
         }
@@ -120,7 +136,7 @@ def plot_curves(document: dict, path: Path) -> None:
                 else {}
             )
             auc = document["table"][row][metric]["mean"]
-            axes.plot(fractions, values, label=f"{_row_name(row)} (AUC {auc:.3f})", **style)
+            axes.plot(fractions, values, label=f"{row_name(row)} (AUC {auc:.3f})", **style)
         action = "deleted" if metric == "deletion" else "inserted"
         axes.set_title(f"{metric} ({DIRECTIONS[metric]} AUC is better)")
         axes.set_xlabel(f"share of pixels {action}, most salient first")
@@ -133,27 +149,32 @@ def plot_curves(document: dict, path: Path) -> None:
 
 def plot_sanity(document: dict, path: Path) -> None:
     """Spearman rank correlation (absolute maps) with the trained model's maps as more blocks are
-    randomized, head first: a method that explains the model falls; one that shows the input stays high."""
+    randomized, the head alone first: a method that explains the model falls; one that shows the input
+    stays high. The flag threshold is drawn at the head's step."""
     figure_class = _figure_class()
     data = document["sanity"]
     blocks = data["blocks"]
     figure = figure_class(figsize=(6.5, 4.2), dpi=100)
     axes = figure.add_subplot(1, 1, 1)
     steps = list(range(len(blocks) + 1))
-    for row, kinds in data.items():
-        if row in ("blocks", "cascading"):
-            continue
+    for row, kinds in data["rows"].items():
         style = (
             {"linestyle": "--", "color": "grey" if row == "random" else "black"}
             if row in ("random", "centre")
             else {"marker": "o"}
         )
-        axes.plot(steps, [1.0, *kinds["spearman_abs"]], label=_row_name(row), **style)
-    labels = ["none", *(_short(b) for b in blocks)]
+        label = row_name(row) + (" (flagged)" if row in data["flagged"] else "")
+        values = [float("nan") if v is None else v for v in kinds["spearman_abs"]]
+        axes.plot(steps, [1.0, *values], label=label, **style)
+    labels = ["none", f"{_short(blocks[0])} (head)", *(_short(b) for b in blocks[1:])]
     axes.set_xticks(steps, labels, rotation=30, ha="right", fontsize=7)
     axes.set_ylim(-0.2, 1.05)
     axes.axhline(0, color="lightgrey", linewidth=0.8)
-    axes.set_xlabel("randomized, cascading from the head (the last block named)")
+    threshold = data.get("threshold", SANITY_THRESHOLD)
+    axes.plot(
+        [0.75, 1.25], [threshold, threshold], color="red", linewidth=1, linestyle=":", label="flag threshold"
+    )
+    axes.set_xlabel("randomized, cascading: the head alone, then the blocks below it")
     axes.set_ylabel("Spearman |map| vs trained model")
     axes.set_title("model parameter randomization (lower = depends on the weights)")
     axes.legend(fontsize=8)

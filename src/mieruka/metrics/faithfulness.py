@@ -20,10 +20,11 @@ from torch import nn
 
 from ..layers import evaluating
 from ..maps import upsample
+from ..metric_names import BATCH_SIZE, DELETION_SUBSTRATE, INSERTION_SUBSTRATE, ROAD_FRACTIONS, STEPS
 
 Probabilities = Callable[[torch.Tensor], torch.Tensor]
 Substrate = str | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
-ROAD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+Progress = Callable[[int, int], None]  # called as (perturbed inputs scored, of how many) after each pass
 
 
 def softmax(outputs: torch.Tensor) -> torch.Tensor:
@@ -65,14 +66,16 @@ def deletion(
     maps: torch.Tensor,
     targets: torch.Tensor | None = None,
     *,
-    steps: int = 50,
-    substrate: Substrate = "zeros",
-    batch_size: int = 64,
+    steps: int = STEPS,
+    substrate: Substrate = DELETION_SUBSTRATE,
+    batch_size: int = BATCH_SIZE,
     probabilities: Probabilities = softmax,
+    progress: Progress | None = None,
 ) -> Curve:
     """The deletion curve of RISE (Petsiuk et al., BMVC 2018): pixels are replaced by `substrate` in
-    decreasing order of the map, ``ceil(H*W / steps)`` at a step, and the class probability read after
-    each step. A faithful map makes it fall fast: lower :meth:`Curve.auc` is better.
+    decreasing order of the map, ``ceil(H*W / steps)`` at a step, and the class probability read before
+    the first step and after each (``steps + 1`` points). A faithful map makes it fall fast: lower
+    :meth:`Curve.auc` is better. The defaults are ``mieruka evaluate``'s (:mod:`mieruka.metric_names`).
 
     Points lie at ``0, s, 2s, ... , H*W`` pixels (``s`` the step), the last step possibly shorter;
     the area uses those real shares (torchcam's choice; RISE's code spaces points evenly). Ties in
@@ -81,7 +84,9 @@ def deletion(
     >>> curve = deletion(model, images, result.maps, result.targets)  # doctest: +SKIP
     >>> curve.auc().mean()  # doctest: +SKIP
     """
-    return _curve(model, inputs, maps, targets, steps, substrate, batch_size, probabilities, insert=False)
+    return _curve(
+        model, inputs, maps, targets, steps, substrate, batch_size, probabilities, progress, insert=False
+    )
 
 
 def insertion(
@@ -90,15 +95,18 @@ def insertion(
     maps: torch.Tensor,
     targets: torch.Tensor | None = None,
     *,
-    steps: int = 50,
-    substrate: Substrate = "blur",
-    batch_size: int = 64,
+    steps: int = STEPS,
+    substrate: Substrate = INSERTION_SUBSTRATE,
+    batch_size: int = BATCH_SIZE,
     probabilities: Probabilities = softmax,
+    progress: Progress | None = None,
 ) -> Curve:
     """The insertion curve of RISE: from `substrate` (by default a blurred copy, as in RISE) the
     image's pixels come back in decreasing order of the map. Higher :meth:`Curve.auc` is better.
     Steps, ties and areas as in :func:`deletion`."""
-    return _curve(model, inputs, maps, targets, steps, substrate, batch_size, probabilities, insert=True)
+    return _curve(
+        model, inputs, maps, targets, steps, substrate, batch_size, probabilities, progress, insert=True
+    )
 
 
 def road(
@@ -110,8 +118,9 @@ def road(
     fractions: Sequence[float] = ROAD_FRACTIONS,
     noise: float = 0.01,
     generator: torch.Generator | None = None,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     probabilities: Probabilities = softmax,
+    progress: Progress | None = None,
 ) -> Road:
     """ROAD, RemOve And Debias (Rong et al., ICML 2022): remove a share p of the pixels, most relevant
     first (MoRF) or least relevant first (LeRF), and fill them by noisy linear imputation (see
@@ -136,12 +145,15 @@ def road(
     scores = torch.empty(len(jobs), device=inputs.device)
     with evaluating(model), torch.inference_mode():
         original = _score(model, inputs, targets, probabilities)
-        for start in range(0, len(jobs), batch_size):
-            part = slice(start, start + batch_size)
+        chunk = min(batch_size, 2 * len(shares))  # one image's jobs a pass: imputation, not the model, costs
+        for start in range(0, len(jobs), chunk):
+            part = slice(start, start + chunk)
             rank, k = ranks[image[part]], removed[share[part], None]
             missing = torch.where(order[part, None] == 0, rank < k, rank >= pixels - k)
             filled = impute(inputs[image[part]], missing.view(-1, *inputs.shape[-2:]), noise, generator)
             scores[part] = _score(model, filled, targets[image[part]], probabilities)
+            if progress:
+                progress(min(start + chunk, len(jobs)), len(jobs))
     scores = scores.view(count, len(shares), 2)
     return Road(shares, scores[..., 0], scores[..., 1], original)
 
@@ -152,7 +164,7 @@ def masked_confidence(
     maps: torch.Tensor,
     targets: torch.Tensor | None = None,
     *,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     probabilities: Probabilities = softmax,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The class probability on each input and on the input multiplied by its map (maps in [0, 1]),
@@ -324,7 +336,9 @@ def _first_guess(x: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
 # ---- shared machinery ------------------------------------------------------------------------------
 
 
-def _curve(model, inputs, maps, targets, steps, substrate, batch_size, probabilities, insert: bool) -> Curve:
+def _curve(
+    model, inputs, maps, targets, steps, substrate, batch_size, probabilities, progress, insert: bool
+) -> Curve:
     if steps < 1:
         raise ValueError(f"steps must be a positive number, got {steps}")
     inputs, maps, targets = _prepare(model, inputs, maps, targets, probabilities)
@@ -347,6 +361,8 @@ def _curve(model, inputs, maps, targets, steps, substrate, batch_size, probabili
             scores[part] = _score(
                 model, perturbed.view(-1, *inputs.shape[1:]), targets[image[part]], probabilities
             )
+            if progress:
+                progress(min(start + batch_size, len(jobs)), len(jobs))
     return Curve(counts.float() / pixels, scores.view(len(inputs), len(counts)))
 
 

@@ -5,6 +5,9 @@ re-initialize the model's layers, from the head down (cascading: each step keeps
 randomized) or one at a time (independent), and compare each map of the randomized model with the
 map of the trained one. A method whose maps stay similar when the weights they should explain are
 noise is showing the input, not the model. The model is never touched: the work is done on a copy.
+
+As in the paper, the cascade starts with the logits layer (the head) alone: the weights that make one
+class differ from another. :meth:`Randomization.flagged` reads that first step.
 """
 
 from __future__ import annotations
@@ -18,34 +21,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metric_names import SANITY_THRESHOLD, SEED
+
 Explain = Callable[[nn.Module, torch.Tensor], torch.Tensor]
 
 
 class Randomization(NamedTuple):
-    """Similarities (S, N) of the maps of S randomized models with the original ones, step by step."""
+    """Similarities (S, N) of the maps of S randomized models with the original ones, step by step.
+
+    A constant map has no ranking: where the original or the randomized map is constant, both
+    Spearman values are NaN (undefined, as scipy's and so Quantus's), never a perfect 0.
+    """
 
     blocks: list[str]  # the block re-initialized at each step (cascading: with all before it)
     spearman: torch.Tensor  # rank correlation of the maps
     spearman_abs: torch.Tensor  # rank correlation of their absolute values
     ssim: torch.Tensor  # structural similarity, as scikit-image computes it
+    constant: torch.Tensor  # (S, N) True where the randomized model's map is constant
     cascading: bool
 
-    def flagged(self, threshold: float = 0.5) -> bool:
+    def flagged(self, threshold: float = SANITY_THRESHOLD) -> bool:
         """True when the method fails the check: with the first block (the head: the weights that make
         one class differ from another) randomized, the mean rank correlation of the absolute maps with
-        the trained model's is still above `threshold`; Guided Backpropagation's usually is."""
-        return bool(self.spearman_abs[0].mean() > threshold)
+        the trained model's (undefined ones left out) is still above `threshold`. Guided
+        Backpropagation's usually is; no defined value is not a failure."""
+        return bool(self.spearman_abs[0].nanmean() > threshold)
 
 
-def randomizable_blocks(model: nn.Module, at_most: int | None = None) -> list[list[str]]:
+def randomizable_blocks(model: nn.Module, groups: int | None = None) -> list[list[str]]:
     """The modules with their own ``reset_parameters`` from the head down (Quantus's order, the
-    reverse of registration), each its own block; with `at_most`, neighbours are grouped into that
-    many blocks of about equal size, so a deep network is checked in a few steps."""
+    reverse of registration), each its own block. With `groups`, the head (the last such module
+    registered: a torchvision or timm classifier's logits layer) stays a block of its own, as the first
+    step of Adebayo et al.'s cascade, and the modules below it are grouped into at most `groups`
+    blocks of about equal size, so a deep network is checked in ``groups + 1`` steps."""
+    if groups is not None and groups < 1:
+        raise ValueError(f"groups must be at least 1, got {groups}")
     names = [name for name, module in model.named_modules() if hasattr(module, "reset_parameters")][::-1]
-    if at_most is None or len(names) <= at_most:
+    if groups is None or len(names) <= groups + 1:
         return [[name] for name in names]
-    edges = torch.linspace(0, len(names), at_most + 1).round().long().tolist()
-    return [names[a:b] for a, b in itertools.pairwise(edges) if b > a]
+    head, rest = names[:1], names[1:]
+    edges = torch.linspace(0, len(rest), groups + 1).round().long().tolist()
+    return [head, *(rest[a:b] for a, b in itertools.pairwise(edges) if b > a)]
 
 
 def parameter_randomization(
@@ -55,15 +71,16 @@ def parameter_randomization(
     *,
     cascading: bool = True,
     blocks: Sequence[str | Sequence[str]] | None = None,
-    seed: int = 42,
+    seed: int = SEED,
 ) -> Randomization:
     """The maps ``explain(model, inputs)`` (N, H, W) of the trained model compared with those of copies
     re-initialized block by block (`blocks` as :func:`randomizable_blocks` gives by default).
 
     `explain` should fix the explained classes (the trained model's), so that only the weights change.
     Each block is re-initialized by its modules' own ``reset_parameters`` after
-    ``torch.manual_seed(seed + 1)``, as Quantus's MPRT does, inside ``torch.random.fork_rng`` so the
-    caller's random state is untouched.
+    ``torch.manual_seed(seed + 1)``, as Quantus's MPRT does (its default seed is 42, ours
+    :data:`mieruka.metric_names.SEED`), inside ``torch.random.fork_rng`` so the caller's random state
+    is untouched: the same seed gives the same randomized models, run after run.
 
     >>> check = parameter_randomization(model, images, lambda m, x: GradCAM(m)(x, targets=labels).maps)  # doctest: +SKIP
     >>> check.spearman.mean(1)  # doctest: +SKIP
@@ -83,24 +100,34 @@ def parameter_randomization(
             for name in block:
                 if name not in modules:
                     raise ValueError(f"no module named {name!r} in the model")
-                modules[name].reset_parameters()
+                _reset_on_cpu(modules[name])
         maps = explain(randomized, inputs).detach().float().to(original.device)
+        flat = maps.flatten(1)
         similarities.append(
-            (spearman(original, maps), spearman(original.abs(), maps.abs()), ssim(original, maps))
+            (
+                spearman(original, maps),
+                spearman(original.abs(), maps.abs()),
+                ssim(original, maps),
+                (flat == flat[:, :1]).all(1),
+            )
         )
-    spearmans, absolute, structural = (torch.stack(s) for s in zip(*similarities))
-    return Randomization([",".join(b) for b in chosen], spearmans, absolute, structural, cascading)
+    spearmans, absolute, structural, constant = (torch.stack(s) for s in zip(*similarities))
+    return Randomization(
+        [",".join(b) for b in chosen], spearmans, absolute, structural, constant.cpu(), cascading
+    )
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman's rank correlation of each pair of maps (N, ...) -> (N,), ties given their mean rank
-    (as scipy.stats.spearmanr). A constant map has no ranks to correlate and gives 0."""
+    (as scipy.stats.spearmanr). A constant map has no ranking: the pair gives NaN, as scipy does
+    (Quantus's MPRT calls scipy and lets the NaN through to its mean; mieruka's table leaves it out
+    and counts it), not 0, which would read as a map that decorrelated perfectly."""
     if a.shape != b.shape:
         raise ValueError(f"maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     ra, rb = _mean_ranks(a.flatten(1)), _mean_ranks(b.flatten(1))
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     scale = (ra.square().sum(1) * rb.square().sum(1)).sqrt()
-    return torch.where(scale > 0, (ra * rb).sum(1) / torch.where(scale > 0, scale, 1.0), 0.0)
+    return torch.where(scale > 0, (ra * rb).sum(1) / torch.where(scale > 0, scale, 1.0), torch.nan)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
@@ -149,3 +176,14 @@ def _mean_ranks(values: torch.Tensor) -> torch.Tensor:
     last = last.scatter_reduce(0, group.reshape(-1), position, "amax")
     mean_rank = ((first + last) / 2 + 1)[group]
     return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
+
+
+def _reset_on_cpu(module: nn.Module) -> None:
+    """``module.reset_parameters()`` drawn from the CPU's random stream wherever the module lives, so
+    one seed gives the same randomized model on a CPU and on a GPU (whose generator differs)."""
+    if all(t.device.type == "cpu" for t in itertools.chain(module.parameters(), module.buffers())):
+        module.reset_parameters()
+        return
+    fresh = copy.deepcopy(module).cpu()
+    fresh.reset_parameters()
+    module.load_state_dict(fresh.state_dict())
