@@ -498,6 +498,8 @@ def _imports_torch(*argv: str) -> tuple[bool, subprocess.CompletedProcess]:
         ["explain", str(SAMPLES / "cat.jpg"), "--labels", "nowhere.txt"],
         ["explain", str(SAMPLES / "cat.jpg"), "--font", "nowhere.ttf"],
         ["explain", str(SAMPLES / "cat.jpg"), "--weights", "nowhere.pth", "--model", "resnet18"],
+        ["report", "--help"],
+        ["report", "nowhere"],
     ],
 )
 def test_help_methods_and_argument_errors_do_not_import_torch(argv):
