@@ -337,12 +337,18 @@ def test_search_finds_file_names(page, run40):
 def test_confident_but_outside_the_main_region(page, run40):
     records = explained(run40)
     open_report(page, run40)
+    page.locator("#outside").check()  # the defaults: p >= 0.8 and under 0.25 of the energy in the centre
+    expected = {
+        Path(r["file"]).name for r in records if r["probability"] >= 0.8 and r["centre_energy"] < 0.25
+    }
+    assert {Path(card["name"]).name for card in shown(page)} == expected
     page.locator("#confident").fill("0.4")
     page.locator("#confident").dispatch_event("change")
-    page.locator("#outside").check()
-    expected = {Path(r["file"]).name for r in records if r["probability"] >= 0.4 and r["centre_energy"] < 0.3}
-    assert {Path(card["name"]).name for card in shown(page)} == expected
-    assert page.locator(".card .badge").count() == len(expected)
+    page.locator("#share").fill("0.35")
+    page.locator("#share").dispatch_event("change")
+    wider = {Path(r["file"]).name for r in records if r["probability"] >= 0.4 and r["centre_energy"] < 0.35}
+    assert {Path(card["name"]).name for card in shown(page)} == wider and len(wider) > len(expected)
+    assert page.locator(".card .badge").count() == len(wider)
 
 
 def _pixels(png: bytes) -> np.ndarray:

@@ -308,7 +308,7 @@ def _report_parser(commands) -> None:
         description="Write OUT_DIR/report.html from the run `mieruka explain --out OUT_DIR` left there\n"
         "(results.jsonl): a grid of the photos with their overlay, label, probability and top 5; sort by\n"
         "confidence, name, energy in the main region or an evaluate metric; filter by label, file name,\n"
-        "and 'confident but attention outside the main region' (probability >= 0.8 and under 0.3 of the\n"
+        "and 'confident but attention outside the main region' (probability >= 0.8 and under 0.25 of the\n"
         "map's energy in the central quarter of the crop the model saw, or in the ground-truth boxes\n"
         "where evaluate scored them; both thresholds can be changed on the page); click a photo for the\n"
         "map over it at any opacity, each target and method side by side. One file with its data, script\n"

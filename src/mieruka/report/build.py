@@ -152,7 +152,10 @@ def _complete_pictures(folder: Path, data: dict, workers: int | None) -> None:
             target["thumb"] = None
             if picture is None or not there(picture):
                 continue
-            thumb = PurePosixPath(assets.THUMBS) / PurePosixPath(picture).with_suffix(".jpg")
+            thumb = (PurePosixPath(assets.THUMBS) / PurePosixPath(picture).with_suffix(".jpg")).as_posix()
+            if _newer(os.path.join(root, thumb), os.path.join(root, picture)):
+                target["thumb"] = thumb  # made by an earlier `mieruka report`
+                continue
             jobs.append((target, folder / picture, folder / thumb))
     if not jobs:
         return
@@ -164,13 +167,19 @@ def _complete_pictures(folder: Path, data: dict, workers: int | None) -> None:
                 target["thumb"] = thumb.relative_to(folder).as_posix()
 
 
+def _newer(thumb: str, picture: str) -> bool:
+    """Whether `thumb` exists and is at least as new as `picture`."""
+    try:
+        return os.stat(thumb).st_mtime >= os.stat(picture).st_mtime
+    except OSError:
+        return False
+
+
 def _thumbnail(picture: Path, thumb: Path) -> bool:
-    """Make `thumb` from `picture` unless it is already newer; False if the picture cannot be read."""
+    """Make `thumb` from `picture`; False if the picture cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        if thumb.is_file() and thumb.stat().st_mtime >= picture.stat().st_mtime:
-            return True
         with Image.open(picture) as image:
             image.draft("RGB", (assets.THUMB_PIXELS, assets.THUMB_PIXELS))  # JPEG: decode at 1/2..1/8 size
             small = assets.thumbnail(image)

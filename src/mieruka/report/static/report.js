@@ -85,7 +85,7 @@
     stats.replaceChildren();
     parts.forEach(([count, word], i) => {
       if (i) stats.append(" · ");
-      stats.append(element("b", { text: String(count), "data-count": word.replace(/s$/, "") }), " " + word);
+      stats.append(element("b", { text: count.toLocaleString("en-US"), "data-count": word.replace(/s$/, "") }), " " + word);
     });
     if (data.nothing) stats.append(` · ${explained} explained, ${data.nothing} with nothing to explain`);
     if (settings.weights === "random") {
@@ -267,9 +267,11 @@
     grid.replaceChildren(fragment);
     const status = $("shown");
     status.dataset.count = String(shown.length);
+    const count = (n) => n.toLocaleString("en-US");
+    const range = shown.length > state.size ? `, ${count(start + 1)}–${count(end)} shown` : "";
     status.textContent = shown.length === photos.length
-      ? `${shown.length} photos` + (shown.length > state.size ? `, ${start + 1}–${end} shown` : "")
-      : `${shown.length} of ${photos.length} photos match` + (shown.length > state.size ? `, ${start + 1}–${end} shown` : "");
+      ? `${count(shown.length)} photos${range}`
+      : `${count(shown.length)} of ${count(photos.length)} photos match${range}`;
     $("page").textContent = `page ${state.page + 1} of ${pages}`;
     $("prev").disabled = state.page === 0;
     $("next").disabled = state.page >= pages - 1;
