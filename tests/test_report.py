@@ -259,6 +259,41 @@ def test_a_label_cannot_end_the_data_script(tmp_path):
     assert json.loads(blob[len('id="mieruka-data">') : blob.index("</script>")])["labels"] == ["</script><b>"]
 
 
+def test_a_report_that_fails_halfway_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
+    import mieruka._io
+    from mieruka import build_report
+
+    record = {"file": "x.jpg", "label": "猫", "probability": 0.9, "output": "x_猫.png", "method": "gradcam"}
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    page = build_report(tmp_path)
+    before = page.read_bytes()
+    opened = mieruka._io.os.fdopen
+
+    class DiskFull:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.stream.close()
+
+        def write(self, text):
+            self.stream.write(text[: len(text) // 2])
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mieruka._io.os, "fdopen", lambda *a, **k: DiskFull(opened(*a, **k)))
+    record["label"] = "犬"
+    (tmp_path / "results.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    with pytest.raises(OSError, match="No space"):
+        build_report(tmp_path)
+    assert page.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.html",
+        "results.jsonl",
+    ]
+
+
 # ---- in the browser ------------------------------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ _EXPORTS = {
     "show_on_photo": "render",
     "ContactSheet": "sheet",
     "contact_sheet": "sheet",
+    "build_report": "report",
 }
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "Preprocess",
     "__version__",
     "auto_layer",
+    "build_report",
     "classic",
     "colorize",
     "contact_sheet",
@@ -111,4 +113,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         save_png,
         show_on_photo,
     )
+    from .report import build_report
     from .sheet import ContactSheet, contact_sheet
