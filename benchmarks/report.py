@@ -13,7 +13,8 @@ layer. Then:
   the browser's own PerformanceObserver) while it loads;
 - scroll: a programmatic scroll through a page of cards, 40 px a frame, recording every frame's
   interval (requestAnimationFrame) and the long tasks meanwhile; at 120 and 480 cards a page;
-- sort, filter and page: the time from the control's event to the grid redrawn.
+- sort, filter and page: the time from the control's event to the grid redrawn;
+- explain: a folder of photos up to 4000x3000 explained with the report's small pictures and without.
 
     python benchmarks/report.py                  # writes benchmarks/results/report.md
     python benchmarks/report.py --photos 2000    # a smaller run
@@ -38,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(HERE))
 
 from conftest import CHROMIUM_FLAGS, chromium_path  # noqa: E402
 from mieruka.labels import imagenet_labels  # noqa: E402
@@ -131,6 +133,27 @@ def make_run(folder: Path, photos: int, assets: bool) -> None:
         "versions": {"mieruka": "benchmark"},
     }
     (folder / "run.json").write_text(json.dumps(settings))
+
+
+def explain_overhead(photos: int, rounds: int) -> dict:
+    """`mieruka explain` on a folder of mixed-size photos (up to 4000x3000, benchmarks/run.py's) with the
+    report (the default for a folder) and with --no-report, interleaved; the default model, --format jpg."""
+    import tempfile
+
+    from mieruka.cli import main
+    from run import make_folder
+
+    folder = make_folder(photos, HERE / ".cache" / f"photos{photos}")
+    times: dict[str, list[float]] = {"--no-report": [], "report (default)": []}
+    for round_ in range(rounds + 1):  # the first round is untimed: first calls, file cache
+        for name, extra in (("--no-report", ["--no-report"]), ("report (default)", [])):
+            with tempfile.TemporaryDirectory() as out:
+                args = ["explain", str(folder), "--out", out, "--quiet", "--format", "jpg", *extra]
+                started = time.perf_counter()
+                assert main(args) == 0
+                if round_:
+                    times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def timed(function) -> float:
@@ -250,7 +273,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{load}, Python {platform.python_version()}"
 
 
-def summarize(args, build: dict, browsing: dict, sizes: dict) -> str:
+def summarize(args, build: dict, browsing: dict, sizes: dict, overhead: dict | None) -> str:
     median = statistics.median
     loads = browsing["load"]
     lines = [
@@ -313,6 +336,16 @@ def summarize(args, build: dict, browsing: dict, sizes: dict) -> str:
             f"| {name} | {median(r['scripted'] for r in runs):.1f} | {median(r['painted'] for r in runs):.1f} |"
             f" {runs[-1]['shown']} |"
         )
+    if overhead:
+        base = overhead["--no-report"]
+        lines += [
+            "",
+            f"## What the report costs explain ({args.explain_photos} photos up to 4000x3000, default model, --format jpg)",
+            "",
+            "| run | seconds | ratio |",
+            "|---|---|---|",
+            *(f"| {name} | {value:.1f} | {value / base:.2f}x |" for name, value in overhead.items()),
+        ]
     lines.append("")
     return "\n".join(lines)
 
@@ -321,6 +354,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--explain-photos", type=int, default=16, help="photos for explain's cost of the report (0: skip)"
+    )
     parser.add_argument("--work", type=Path, default=HERE / ".cache" / "report")
     parser.add_argument("--results", type=Path, default=HERE / "results" / "report.md")
     args = parser.parse_args()
@@ -347,7 +383,8 @@ def main() -> None:
     }
     print(json.dumps(build), file=sys.stderr)
     browsing = browse(present / "report.html", args.rounds)
-    text = summarize(args, build, browsing, sizes)
+    overhead = explain_overhead(args.explain_photos, args.rounds) if args.explain_photos else None
+    text = summarize(args, build, browsing, sizes, overhead)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text, encoding="utf-8")
     print(text)
