@@ -65,7 +65,8 @@ def load_model(
 
     A named architecture needs `weights`: a network left at its random initialization would predict
     and explain noise with real class names. Pass ``random_weights=True`` to get one on purpose (for
-    tests and sanity checks); the result then says so in ``weights == "random"``.
+    tests and sanity checks); the result then says so in ``weights == "random"``. Random weights are
+    seeded (0), so every call gives the same network.
 
     >>> loaded = load_model()  # the default ImageNet EfficientNet-Lite0, offline
     >>> loaded.labels[281]
@@ -83,10 +84,16 @@ def load_model(
         loaded = LoadedModel(state, Preprocess(), None, type(state).__name__)
     elif default and weights is None and not random_weights:
         loaded = _default_model(num_classes)
-    elif name.startswith("timm:") or name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL):
-        loaded = _timm_model(name.removeprefix("timm:"), state, num_classes, weights, untrained_ok)
     else:
-        loaded = _torchvision_model(name, weights, state, num_classes, untrained_ok)
+        # random weights are the same in every process (seed 0, the caller's generator untouched), so
+        # a resumed run or a second run of a test explains with the same network
+        with torch.random.fork_rng(devices=[]):
+            if random_weights:
+                torch.manual_seed(0)
+            if name.startswith("timm:") or name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL):
+                loaded = _timm_model(name.removeprefix("timm:"), state, num_classes, weights, untrained_ok)
+            else:
+                loaded = _torchvision_model(name, weights, state, num_classes, untrained_ok)
     if labels is not None:
         loaded.labels = list(labels) if isinstance(labels, list) else load_labels(labels)
     loaded.labels = _check_labels(loaded)
