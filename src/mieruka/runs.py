@@ -189,8 +189,8 @@ def _shard_number(record: dict) -> int:
 class ResultsLog:
     """results.jsonl opened for appending: each photo's lines in one write, straight to the file.
 
-    No buffer in between, so a kill loses nothing appended; :meth:`sync` (each shard, and the end)
-    puts the lines on the disk as well, for a power cut.
+    No buffer in between, so a kill loses nothing appended; closing syncs the lines to the disk too. Lines
+    a power cut loses before that are only work to redo: the files they named are already in place.
     """
 
     def __init__(self, path: Path, *, fresh: bool) -> None:
