@@ -372,7 +372,7 @@ def test_a_second_run_into_the_same_folder_is_refused_unless_overwrite(tmp_path)
     assert [Path(r["file"]).name for r in records] == ["coffee.jpg"]
     assert not (out / cat_picture).exists() and (out / records[0]["output"]).is_file()
     assert (out / "notes.txt").read_text() == "the user's own file"  # only the old run's files go
-    assert sorted(_snapshot(out)) == sorted(["notes.txt", "results.jsonl", records[0]["output"]])
+    assert sorted(_snapshot(out)) == sorted(["notes.txt", "results.jsonl", "run.json", records[0]["output"]])
 
 
 def test_a_typo_never_touches_the_output_folder(tmp_path):

@@ -126,7 +126,7 @@ def test_a_threshold_nothing_reaches_writes_a_note_and_no_picture(saved, tmp_pat
     assert run.returncode == 0, run.stderr
     (record,) = records(tmp_path)
     assert record["output"] is None and "threshold" in record["note"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl", "run.json"]
 
 
 def test_regression_explains_chosen_outputs_up_or_down(saved, tmp_path):

@@ -24,6 +24,7 @@ from .cam import CAM
 from .images import ImageError, Preprocess, load_image, pil_to_tensor
 from .models import LoadedModel
 from .outputs import Namer
+from .shards import MapShards
 from .targets import TargetSpec
 
 
@@ -61,9 +62,10 @@ class ImageResult:
 
 
 class _Photos(Dataset):
-    def __init__(self, paths: Sequence[Path], preprocess: Preprocess) -> None:
+    def __init__(self, paths: Sequence[Path], preprocess: Preprocess, keep_photo: bool = True) -> None:
         self.paths = list(paths)
         self.preprocess = preprocess
+        self.keep_photo = keep_photo  # maps only (shards): no picture drawn, so no full photo to send
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -71,7 +73,7 @@ class _Photos(Dataset):
     def __getitem__(self, index: int) -> tuple:
         try:
             image = load_image(self.paths[index])
-            return index, self.preprocess(image), pil_to_tensor(image), None
+            return index, self.preprocess(image), pil_to_tensor(image) if self.keep_photo else None, None
         except ImageError as error:
             return index, None, None, str(error)
         except Exception as error:  # a worker must report, not die, whatever a decoder throws
@@ -97,12 +99,17 @@ def explain_files(
     device: torch.device | str = "cpu",
     on_progress: Callable[[int], None] | None = None,
     places: Sequence[PurePath] | None = None,
+    shards: MapShards | None = None,
+    taken: Sequence[str] = (),
 ) -> Iterator[ImageResult]:
     """Explain `paths` and write one picture per photo, target and method into `out_dir`.
 
     With several `methods` each also gets a comparison panel. Each photo's pictures go to its place
     in `places` (`a/cat.jpg` -> `out_dir/a/cat_<label>.png`; by default its file name, at the top) and
     its records name them relative to `out_dir`. Yields results in input order.
+
+    With `shards` no picture is drawn: the maps go into shards (see :mod:`mieruka.shards`), and a photo
+    is yielded once its shard is written. `taken`: names an earlier part of the run gave (a resumed run).
     """
     options = options or RenderOptions()
     places = list(places) if places is not None else [PurePath(path.name) for path in paths]
@@ -111,7 +118,7 @@ def explain_files(
     if workers is None:
         workers = 0 if len(paths) <= 4 else min(4, os.cpu_count() or 1)
     loader = DataLoader(
-        _Photos(paths, loaded.preprocess),
+        _Photos(paths, loaded.preprocess, keep_photo=shards is None),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_keep_list,
@@ -120,8 +127,11 @@ def explain_files(
         persistent_workers=False,
     )
     namer = Namer()
+    for name in taken:
+        namer.reserve(name)
     with ThreadPoolExecutor(max_workers=2) as writers:
         pending: list[tuple[ImageResult, list[Future]]] = []
+        held: list[tuple[ImageResult, list[Future]]] = []  # shards: photos waiting for their shard
         for batch in loader:
             readable = [item for item in batch if item[3] is None]
             results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
@@ -134,6 +144,10 @@ def explain_files(
                     pictures = _plan_one(
                         loaded, by_method, row, places[index], out_dir, namer, options, results[index]
                     )
+                    if shards is not None:
+                        shards.add(by_method, row, results[index].records)
+                        held.append((results[index], []))
+                        continue
                     raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
                     box = loaded.preprocess.crop_box((photo.shape[-1], photo.shape[-2]))
                     job = writers.submit(
@@ -149,13 +163,20 @@ def explain_files(
                     pending.append((results[index], [job]))
             for item in batch:
                 if item[3] is not None:
-                    pending.append((results[item[0]], []))
+                    (held if shards is not None else pending).append((results[item[0]], []))
+            if shards is not None and shards.full():
+                shards.write()
+                pending.extend(held)
+                held.clear()
             # Hand back what is written while the next batch runs on the model; wait when drawing
             # lags two batches behind, so photos never pile up in memory.
             while pending and (len(pending) > 2 * batch_size or all(job.done() for job in pending[0][1])):
                 yield _finish(*pending.pop(0))
             if on_progress:
                 on_progress(len(batch))
+        if shards is not None:
+            shards.write()
+            pending.extend(held)
         for done in pending:
             yield _finish(*done)
 

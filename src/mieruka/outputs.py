@@ -21,7 +21,8 @@ from ._io import atomic_open
 RESULTS = "results.jsonl"
 MAX_NAME_BYTES = 200  # ext4 and APFS allow 255 bytes a name: room left for "-2" and the suffix
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')  # separators, controls, and what Windows refuses
-_RECORD_PATHS = ("output", "outputs", "map", "sheet")  # "sheet": its contact sheet page
+_RECORD_PATHS = ("output", "outputs", "map", "sheet", "shard")  # "sheet": its contact sheet page
+RUN_FILES = ("run.json",)  # beside results.jsonl: a run's settings (see mieruka.runs)
 
 
 def safe_component(text: str, fallback: str = "_") -> str:
@@ -86,6 +87,11 @@ class Namer:
         self.used.add(_key(folders, candidate))
         return PurePosixPath(*folders, candidate + suffix)
 
+    def reserve(self, name: str) -> None:
+        """Take a name an earlier part of the run gave (`a/cat_tabby.png`), so it is not given again."""
+        path = PurePosixPath(name)
+        self.used.add(_key(list(path.parent.parts), path.stem))
+
 
 def _key(folders: list[str], name: str) -> str:
     return "/".join([*folders, name]).casefold()
@@ -105,6 +111,8 @@ class EarlierRun:
         for path in self.files:
             path.unlink(missing_ok=True)
         self.results.unlink(missing_ok=True)
+        for name in RUN_FILES:
+            (self.folder / name).unlink(missing_ok=True)
         for folder in sorted({path.parent for path in self.files}, key=lambda p: len(p.parts), reverse=True):
             while folder != self.folder and folder.is_relative_to(self.folder):
                 try:
@@ -131,7 +139,7 @@ def find_earlier_run(out_dir: str | os.PathLike) -> EarlierRun | None:
     files, explained = [], False
     for record in _read_records(results):
         explained = explained or "error" not in record
-        for listed in _listed(record):
+        for listed in records_files(record):
             path = _inside(folder, listed)
             if path is not None and path not in files:
                 files.append(path)
@@ -156,7 +164,8 @@ def _read_records(results: Path) -> Iterator[dict]:
         yield record
 
 
-def _listed(record: dict) -> Iterator[str]:
+def records_files(record: dict) -> Iterator[str]:
+    """The files a record names (pictures, maps, shards), relative to the output folder."""
     for key in _RECORD_PATHS:
         value = record.get(key)
         for path in value.values() if isinstance(value, dict) else [value]:
