@@ -149,7 +149,7 @@ def screenshots() -> Path:
 # ---- the quick subset ------------------------------------------------------------------------------
 
 TRAINED = {"shapes_net", "shapes_vit", "pairs_net", "shapes_segmenter"}  # fixtures that train a model
-END_TO_END = {"test_cli", "test_tasks", "test_evaluate"}  # modules that run the command in subprocesses
+END_TO_END = {"test_cli", "test_tasks", "test_evaluate", "test_ray"}  # modules that run the command in subprocesses
 BROWSER = {"page", "browser", "context"}  # pytest-playwright's fixtures: a real Chromium
 
 

@@ -27,7 +27,7 @@ PHOTOS = 24
 
 def mieruka(*args: str, code: str = "", timeout: float = 600) -> subprocess.CompletedProcess:
     """The command in a subprocess; `code` runs first (to hide a package, say)."""
-    run = f"import sys; {code}; from mieruka.cli import main; sys.exit(main(sys.argv[1:]))"
+    run = f"import sys; {code or 'pass'}; from mieruka.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", run, *map(str, args)], capture_output=True, text=True, timeout=timeout
     )
@@ -190,7 +190,9 @@ def test_gradients_work_under_the_callers_inference_mode(ray_session, photos, we
 
 
 @needs_ray
-def test_the_command_on_ray_writes_what_a_local_run_writes(ray_session, photos, weights, local_maps, tmp_path):
+def test_the_command_on_ray_writes_what_a_local_run_writes(
+    ray_session, photos, weights, local_maps, tmp_path
+):
     """`--engine ray` end to end, joining the running Ray by its address as a cluster user would."""
     address = ray_session.get_runtime_context().gcs_address
     flags = ["--model", "resnet18", "--weights", weights, "--save-maps", "--batch-size", "4"]

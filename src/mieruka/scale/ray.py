@@ -325,7 +325,8 @@ class FolderWriter:
         path = row["path"]
         file = self.names.get(path, path)
         if row.get("error"):
-            record = {"file": file, "error": row["error"]}
+            error = row["error"]  # it names the photo as the actor read it: name it as the records do
+            record = {"file": file, "error": file + error[len(path) :] if error.startswith(path) else error}
             self.records.append(record)
             return record
         place = self.places.get(path, PurePath(PurePath(path).name))
