@@ -105,7 +105,7 @@ class Explainer:
         self,
         model: ModelSpec,
         *,
-        methods: Sequence[str] = ("gradcam",),
+        methods: str | Sequence[str] = ("gradcam",),
         layer: str | None = None,
         target: int | None = None,
         top_k: int = 1,
@@ -115,6 +115,7 @@ class Explainer:
         render: RenderOptions | None = None,
     ) -> None:
         _check_options(resolution, dtype, render, top_k)
+        methods = [methods] if isinstance(methods, str) else list(methods)
         with torch.inference_mode(False):  # parameters made under inference mode could not take gradients
             self.loaded = model.load()
             self.cam = CAM(
