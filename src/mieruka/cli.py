@@ -274,6 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the result records as JSON lines instead of a summary"
     )
     explain.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bar")
+    engine = explain.add_argument_group(
+        "engine", 'Where the work runs: here (local), or on Ray Data\'s actors (pip install "mieruka[ray]").'
+    )
+    engine.add_argument("--engine", choices=["local", "ray"], default="local", help="(default: %(default)s)")
+    engine.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="ray: the cluster's address (HOST:PORT, ray://HOST:PORT, auto); default: a Ray started here. "
+        "PATHs must be readable on every node",
+    )
+    engine.add_argument(
+        "--num-workers", type=int, metavar="N", help="ray: actors, each with its own model (default: 1)"
+    )
     _common(explain)
 
     _evaluate_parser(commands)
@@ -604,6 +617,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ValueError(f"{missing[0]}: no such file or folder{more}")
     _check_files_exist(args)
+    _check_engine(args)
 
     from .batch import RenderOptions, explain_files
     from .cam import CAM
@@ -660,6 +674,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         raise ValueError(
             "--format npy stacks maps of one size; a detector's follow each photo's size: use png or jpg"
         )
+    if args.engine == "ray":  # the same run on Ray Data's actors; records and files written here
+        return _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names)
     settings = _explain_settings(args, loaded, layer_names, methods, task)
     resumed = resume(out_dir, settings) if args.resume else None  # refused here if the settings differ
     if resumed is None or not resumed.records:
@@ -1045,6 +1061,132 @@ def _evaluate_settings(args, loaded, layer, methods, metrics, settings, paths, f
             "torchvision": torchvision.__version__,
         },
     }
+
+
+def _check_engine(args) -> None:
+    """--engine ray's flags, its extra, and an --address that answers: before any model loads."""
+    if args.engine != "ray":
+        if args.address is not None or args.num_workers is not None:
+            raise ValueError("--address and --num-workers are for --engine ray")
+        return
+    if args.num_workers is not None and args.num_workers < 1:
+        raise ValueError(f"--num-workers must be at least 1, got {args.num_workers}")
+    unsupported = [flag for flag, given in (("--resume", args.resume), ("--sheet", args.sheet)) if given]
+    if args.format == "npy":
+        unsupported.append("--format npy")
+    if unsupported:
+        raise ValueError(
+            f"--engine ray does not take {' or '.join(unsupported)} yet: leave it out, or use the local engine"
+        )
+    import importlib
+
+    try:
+        importlib.import_module("ray.data")
+    except ImportError:
+        raise ValueError('--engine ray needs Ray: pip install "mieruka[ray]"') from None
+    from .scale.ray import check_address
+
+    if args.address and args.address != "auto":
+        check_address(args.address)
+
+
+def _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names) -> int:
+    """--engine ray: the photos through mieruka.scale.ray's actors, each building the model the flags
+    name; the rows come back here and are written into --out as a local run writes them."""
+    if task != "classify":
+        raise ValueError(
+            f"--engine ray explains classifiers; this model's task is {task}: leave out --engine"
+        )
+    import ray
+
+    from .batch import RenderOptions
+    from .scale.ray import FolderWriter, ModelSpec, connect, explain_dataset
+
+    def absolute(value):  # the actors do not run in this folder
+        return str(Path(value).resolve()) if value is not None and Path(value).exists() else value
+
+    spec = ModelSpec(
+        args.model,
+        absolute(args.weights),
+        num_classes=args.num_classes,
+        labels=tuple(loaded.labels) if loaded.labels is not None else None,
+        trust_checkpoint=args.trust_checkpoint,
+        random_weights=args.random_weights,
+        device=args.device,
+    )
+    pictures = args.format in ("png", "jpg")  # anything else writes maps only
+    options = RenderOptions(
+        style=args.style,
+        colormap=args.colormap,
+        alpha=args.alpha,
+        format=args.format,
+        label=args.label,
+        font=absolute(args.font),
+    )
+    workers = args.num_workers or 1
+    out_dir = Path(args.out)
+    if earlier is not None:  # every argument is checked: only now is the earlier run replaced
+        earlier.remove()
+    names = {str(path.resolve()): str(path) for path, _ in found}
+    places = {str(path.resolve()): place for path, place in found}
+    connect(args.address, num_cpus=workers if not args.address and workers > (os.cpu_count() or 1) else None)
+    try:
+        rows = explain_dataset(
+            ray.data.from_items([{"path": path} for path in names]),
+            spec,
+            methods=methods,
+            layer=layer_names,
+            target=target,
+            top_k=args.top_k,
+            cam_options={
+                "eigen_smooth": args.eigen_smooth,
+                "aug_smooth": args.aug_smooth,
+                "score_channels": args.score_channels,
+                "layout": None if args.layout in (None, "auto") else args.layout,
+                "prefix_tokens": args.prefix_tokens,
+                "grid": args.grid,
+            },
+            render=options if pictures else None,
+            batch_size=args.batch_size,
+            concurrency=workers,
+            num_gpus=1 if args.device == "cuda" else 0,
+        )
+        writer = FolderWriter(
+            out_dir, places=places, names=names, save_maps=args.save_maps or not pictures,
+            several_methods=len(methods) > 1,
+        )  # fmt: skip
+        progress = _Progress(len(names), enabled=not args.quiet and not args.json)
+        failures, done, started = [], set(), time.perf_counter()
+        for row in rows.iter_rows():
+            record = writer.add(row)
+            if row["path"] not in done:
+                done.add(row["path"])
+                progress.advance(1)
+            if "error" in record:
+                failures.append(record["error"])
+                progress.clear()
+                print(f"mieruka: error: {record['error']}", file=sys.stderr)
+            elif args.json:
+                print(json.dumps(record, ensure_ascii=False))
+        progress.clear()
+        results = writer.close(order=[str(path) for path, _ in found])
+    finally:
+        ray.shutdown()
+    if loaded.random_weights:
+        print(
+            f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): "
+            "its predictions and maps mean nothing",
+            file=sys.stderr,
+        )
+    if not args.quiet and not args.json:
+        print(
+            f"{len(names) - len(failures)} of {len(names)} image(s) explained at layer {layer_names} on Ray "
+            f"({workers} worker(s)) in {time.perf_counter() - started:.1f} s -> {out_dir}/ ({results.name})"
+            + (f"; {len(failures)} failed:" if failures else "")
+        )
+        for failure in failures:
+            print(f"  {' '.join(failure.split())}")
+    return EXIT_BAD_INPUT if failures else 0
 
 
 def _check_explain_flags(args) -> None:
