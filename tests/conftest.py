@@ -149,7 +149,13 @@ def screenshots() -> Path:
 # ---- the quick subset ------------------------------------------------------------------------------
 
 TRAINED = {"shapes_net", "shapes_vit", "pairs_net", "shapes_segmenter"}  # fixtures that train a model
-END_TO_END = {"test_cli", "test_tasks", "test_evaluate"}  # modules that run the command in subprocesses
+END_TO_END = {  # modules that run the command in subprocesses
+    "test_cli",
+    "test_tasks",
+    "test_evaluate",
+    "test_resume",
+    "test_ray",
+}
 BROWSER = {"page", "browser", "context"}  # pytest-playwright's fixtures: a real Chromium
 
 

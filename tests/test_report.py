@@ -136,11 +136,10 @@ def shown(page) -> list[dict]:
 def test_the_run_writes_its_report_its_settings_and_the_small_pictures(run40):
     records = explained(run40)
     assert len(records) == PHOTOS and {r["label"] for r in records} <= set(LABELS)
-    settings = json.loads((run40 / "run.json").read_text(encoding="utf-8"))
-    assert settings["model"] == "resnet18" and settings["weights"] == "ft.pth"
-    assert settings["layer"] == "layer4" and settings["methods"] == ["gradcam"]
-    assert set(settings["versions"]) >= {"mieruka", "torch", "torchvision"}
-    assert (settings["photos"], settings["failed"]) == (40, 2)
+    settings = json.loads((run40 / "run.json").read_text(encoding="utf-8"))  # mieruka.runs writes it
+    assert settings["model"] == "resnet18" and settings["weights"].startswith("ft.pth (")
+    assert settings["layer"] == "layer4" and settings["method"] == ["gradcam"]
+    assert set(settings["versions"]) >= {"mieruka", "torch", "torchvision"} and settings["created"]
     for record in records:
         for key in ("thumb", "view", "heat"):
             assert (run40 / record[key]).is_file() and record[key].startswith("report/")

@@ -500,17 +500,22 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 60) -> subproc
     )
 
 
-def test_serve_without_the_web_stack_says_what_to_install():
-    code = (
-        "import sys; sys.modules['starlette'] = None; from mieruka.cli import main; sys.exit(main(['serve']))"
-    )
-    run = subprocess.run(
+def _python(code: str) -> subprocess.CompletedProcess:
+    """`code` run by a fresh Python on this source tree."""
+    return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
     )
+
+
+def test_serve_without_the_web_stack_says_what_to_install():
+    code = (
+        "import sys; sys.modules['starlette'] = None; from mieruka.cli import main; sys.exit(main(['serve']))"
+    )
+    run = _python(code)
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "install mieruka[serve]" in lines[0]
@@ -518,13 +523,7 @@ def test_serve_without_the_web_stack_says_what_to_install():
 
 def test_the_command_line_imports_no_web_stack_until_serve_runs():
     code = "import sys, mieruka.cli as c; c.build_parser(); print(sorted({'starlette', 'torch'} & set(sys.modules)))"
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
+    run = _python(code)
     assert run.stdout.strip() == "[]"
 
 

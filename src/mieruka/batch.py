@@ -26,6 +26,7 @@ from .metrics.localization import centre_energy
 from .models import LoadedModel
 from .outputs import Namer
 from .report import assets
+from .shards import MapShards
 from .targets import TargetSpec
 
 
@@ -64,9 +65,10 @@ class ImageResult:
 
 
 class _Photos(Dataset):
-    def __init__(self, paths: Sequence[Path], preprocess: Preprocess) -> None:
+    def __init__(self, paths: Sequence[Path], preprocess: Preprocess, keep_photo: bool = True) -> None:
         self.paths = list(paths)
         self.preprocess = preprocess
+        self.keep_photo = keep_photo  # maps only (shards): no picture drawn, so no full photo to send
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -74,7 +76,7 @@ class _Photos(Dataset):
     def __getitem__(self, index: int) -> tuple:
         try:
             image = load_image(self.paths[index])
-            return index, self.preprocess(image), pil_to_tensor(image), None
+            return index, self.preprocess(image), pil_to_tensor(image) if self.keep_photo else None, None
         except ImageError as error:
             return index, None, None, str(error)
         except Exception as error:  # a worker must report, not die, whatever a decoder throws
@@ -100,6 +102,8 @@ def explain_files(
     device: torch.device | str = "cpu",
     on_progress: Callable[[int], None] | None = None,
     places: Sequence[PurePath] | None = None,
+    shards: MapShards | None = None,
+    taken: Sequence[str] = (),
 ) -> Iterator[ImageResult]:
     """Explain `paths` and write one picture per photo, target and method into `out_dir`.
 
@@ -111,15 +115,20 @@ def explain_files(
     the map's energy in the centre of that crop (``centre_energy``, see
     :func:`mieruka.metrics.centre_energy`); with ``options.report`` it names the small pictures of
     :mod:`mieruka.report.assets` it wrote under ``report/``.
+
+    With `shards` no picture is drawn: the maps go into shards (see :mod:`mieruka.shards`), and a photo
+    is yielded once its shard is written. `taken`: names an earlier part of the run gave (a resumed run).
     """
     options = options or RenderOptions()
+    if shards is not None and options.report:
+        raise ValueError("the report shows pictures; maps written to shards have none: report=False")
     places = list(places) if places is not None else [PurePath(path.name) for path in paths]
     methods = list(methods or [cam.method])
     device = torch.device(device)
     if workers is None:
         workers = 0 if len(paths) <= 4 else min(4, os.cpu_count() or 1)
     loader = DataLoader(
-        _Photos(paths, loaded.preprocess),
+        _Photos(paths, loaded.preprocess, keep_photo=shards is None),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_keep_list,
@@ -128,8 +137,13 @@ def explain_files(
         persistent_workers=False,
     )
     namer, views = Namer(), Namer()  # the photos' copies for the report are named on their own
+    for name in taken:
+        namer.reserve(name)
+        if name.startswith(assets.PHOTOS + "/"):
+            views.reserve(name[len(assets.PHOTOS) + 1 :])
     with ThreadPoolExecutor(max_workers=2) as writers:
         pending: list[tuple[ImageResult, list[Future]]] = []
+        held: list[tuple[ImageResult, list[Future]]] = []  # shards: photos waiting for their shard
         for batch in loader:
             readable = [item for item in batch if item[3] is None]
             results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
@@ -142,12 +156,18 @@ def explain_files(
                     method: centre_energy(result.maps).tolist() for method, result in by_method.items()
                 }
                 for row, (index, _, photo, _) in enumerate(good):
-                    size = (photo.shape[-1], photo.shape[-2])
-                    box = loaded.preprocess.crop_box(size)
+                    size = (
+                        (photo.shape[-1], photo.shape[-2]) if photo is not None else None
+                    )  # maps only: none
+                    box = loaded.preprocess.crop_box(size) if size is not None else None
                     plan = _Plan(places[index], box, size, {m: values[row] for m, values in centres.items()})
                     pictures, report = _plan_one(
                         loaded, by_method, row, plan, out_dir, (namer, views), options, results[index]
                     )
+                    if shards is not None:
+                        shards.add(by_method, row, results[index].records)
+                        held.append((results[index], []))
+                        continue
                     raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
                     job = writers.submit(
                         _draw_and_write,
@@ -163,13 +183,20 @@ def explain_files(
                     pending.append((results[index], [job]))
             for item in batch:
                 if item[3] is not None:
-                    pending.append((results[item[0]], []))
+                    (held if shards is not None else pending).append((results[item[0]], []))
+            if shards is not None and shards.full():
+                shards.write()
+                pending.extend(held)
+                held.clear()
             # Hand back what is written while the next batch runs on the model; wait when drawing
             # lags two batches behind, so photos never pile up in memory.
             while pending and (len(pending) > 2 * batch_size or all(job.done() for job in pending[0][1])):
                 yield _finish(*pending.pop(0))
             if on_progress:
                 on_progress(len(batch))
+        if shards is not None:
+            shards.write()
+            pending.extend(held)
         for done in pending:
             yield _finish(*done)
 
@@ -215,8 +242,8 @@ class _Plan:
     pixels), its (width, height), and each method's centre energy per target (one value, or K)."""
 
     place: PurePath
-    box: CropBox
-    size: tuple[int, int]
+    box: CropBox | None  # None: maps only (shards), the photo itself never came
+    size: tuple[int, int] | None
     centres: dict[str, float | list[float]]
 
 
@@ -257,10 +284,13 @@ def _plan_one(
     report = None
     if options.report:
         report = _ReportPictures(out_dir / assets.PHOTOS / views.name(place, "photo", ".jpg"))
+    box = plan.box
     seen = {
         "view": report.view.relative_to(out_dir).as_posix() if report else None,
-        "crop": [round(v, 2) for v in (plan.box.left, plan.box.top, plan.box.right, plan.box.bottom)],
-        "size": list(plan.size),
+        "crop": [round(v, 2) for v in (box.left, box.top, box.right, box.bottom)]
+        if box is not None
+        else None,
+        "size": list(plan.size) if plan.size is not None else None,
     }
     seen = {key: value for key, value in seen.items() if value is not None}
     first = next(iter(by_method.values()))

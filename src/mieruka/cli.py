@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -18,6 +19,8 @@ EXPLAIN_EXAMPLES = """examples:
   mieruka explain photo.jpg                      # default ImageNet model, predicted class
   mieruka explain photos/ --out maps --top-k 3   # a folder, three classes per photo; maps/report.html
   mieruka explain photos/ --out maps --overwrite # replace the earlier run in maps/
+  mieruka explain photos/ --out maps --resume    # finish an interrupted run, skipping what it wrote
+  mieruka explain dataset/ --out maps --format npy --resume   # maps only, 1,000 photos a shard
   mieruka explain cat.jpg --target "tabby" --style panel
   mieruka explain photos/ --out maps --sheet     # and a contact sheet: maps/sheet-001.png, ...
   mieruka explain photo.jpg --model resnet18 --num-classes 5 --weights ft.pth --labels labels.txt
@@ -87,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "A folder or several photos also get OUT/report.html, a page to browse, sort and filter the run\n"
         "in any browser, offline (--no-report: not written; `mieruka report OUT` writes it later).\n"
         "A run never destroys an earlier one: an output folder that holds results.jsonl is refused\n"
-        "unless --overwrite is given, and nothing is written or removed before every argument is checked.",
+        "unless --overwrite (replace it) or --resume (finish it) is given, and nothing is written or\n"
+        "removed before every argument is checked. A killed run leaves no half-written file.",
         epilog=EXPLAIN_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -102,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="replace the earlier run in --out: remove the files its results.jsonl lists, its run.json and "
         "its report (report.html, report/) and nothing else, then write this run",
+    )
+    explain.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the run in --out: skip the photos it explained (their records and files complete), "
+        "explain the rest; refused if it ran with other settings (its run.json)",
     )
     _model_arguments(explain)
     explain.add_argument(
@@ -231,8 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--format",
         default="png",
-        choices=["png", "jpg"],
-        help="picture format; jpg encodes a 12-megapixel picture about 15x faster than png (default: %(default)s)",
+        choices=["png", "jpg", "npy"],
+        help="picture format; jpg encodes a 12-megapixel picture about 15x faster than png; npy: maps only, "
+        "no pictures, float16 at the layer's resolution in one array per shard (default: %(default)s)",
+    )
+    explain.add_argument(
+        "--shard-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="--format npy: photos per array file, maps-00000.npy, ... (default: %(default)s)",
     )
     explain.add_argument(
         "--save-maps", action="store_true", help="also write each raw map at layer resolution as .npy"
@@ -271,6 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the result records as JSON lines instead of a summary"
     )
     explain.add_argument("--quiet", "-q", action="store_true", help="no summary and no progress bar")
+    engine = explain.add_argument_group(
+        "engine", 'Where the work runs: here (local), or on Ray Data\'s actors (pip install "mieruka[ray]").'
+    )
+    engine.add_argument("--engine", choices=["local", "ray"], default="local", help="(default: %(default)s)")
+    engine.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="ray: the cluster's address (HOST:PORT, ray://HOST:PORT, auto); default: a Ray started here. "
+        "PATHs must be readable on every node",
+    )
+    engine.add_argument(
+        "--num-workers", type=int, metavar="N", help="ray: actors, each with its own model (default: 1)"
+    )
     _common(explain)
 
     _evaluate_parser(commands)
@@ -631,13 +662,16 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ValueError(f"{missing[0]}: no such file or folder{more}")
     _check_files_exist(args)
+    _check_engine(args)
 
     from .batch import RenderOptions, explain_files
     from .cam import CAM
     from .fonts import check_font
     from .images import find_images_relative
-    from .outputs import REPORT, RESULTS, find_earlier_run, write_jsonl
+    from .outputs import REPORT, RESULTS, find_earlier_run
     from .render import colormap_table
+    from .runs import ResultsLog, resume, write_settings
+    from .shards import MapShards
 
     colormap_table(args.colormap)  # fail early on a wrong colormap name
     if args.font is not None:
@@ -652,17 +686,14 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if not found:
         raise ValueError(f"no images found in {', '.join(args.paths)} besides the output folder {args.out}")
     paths, places = [path for path, _ in found], [place for _, place in found]
-    report = (
-        args.report
-        if args.report is not None
-        else (len(paths) > 1 or any(Path(p).is_dir() for p in args.paths))
-    )
+    several = len(paths) > 1 or any(Path(p).is_dir() for p in args.paths)
+    report = args.report if args.report is not None else several and args.format != "npy"
     out_dir = Path(args.out)
     earlier = find_earlier_run(out_dir)
-    if earlier is not None and not args.overwrite and not earlier.replaceable:
+    if earlier is not None and not args.overwrite and not args.resume and not earlier.replaceable:
         raise ValueError(
             f"{out_dir} holds the results of an earlier run ({RESULTS}): "
-            "pass --overwrite to replace that run, or choose another --out"
+            "pass --resume to finish that run, --overwrite to replace it, or choose another --out"
         )
 
     loaded, device = _load(args)
@@ -686,14 +717,38 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if args.style == "boxes" and task != "detect":
         raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")
     target = _task_target(args, task, loaded, device)
-    if earlier is not None:  # every argument is checked: only now is the earlier run replaced
-        earlier.remove()
+    if args.format == "npy" and task == "detect":
+        raise ValueError(
+            "--format npy stacks maps of one size; a detector's follow each photo's size: use png or jpg"
+        )
+    if args.engine == "ray":  # the same run on Ray Data's actors; records and files written here
+        status = _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names)
+        if report:  # from the records and pictures: thumbnails made here, no heat layers
+            from .report import build_report
+
+            build_report(out_dir, font=args.font)
+        return status
+    settings = _explain_settings(args, loaded, layer_names, methods, task)
+    resumed = resume(out_dir, settings) if args.resume else None  # refused here if the settings differ
+    if resumed is None or not resumed.records:
+        if earlier is not None:  # every argument is checked: only now is the earlier run replaced
+            earlier.remove()
+        write_settings(out_dir, settings, _version())
+    done = len(paths)
+    if resumed is not None:
+        todo = [i for i, path in enumerate(paths) if os.path.abspath(path) not in resumed.done]
+        paths, places = [paths[i] for i in todo], [places[i] for i in todo]
+    done -= len(paths)
     progress = _Progress(len(paths), enabled=not args.quiet and not args.json, show_photos=len(paths) > 4)
     cam.progress = progress.stage
-    records, failures = [], []
-    sheet, sheet_error = _contact_sheet(args, out_dir, loaded, methods, layer_names), None
+    failures: list[str] = []
+    sheet = _contact_sheet(args, out_dir, loaded, methods, layer_names)
     started = time.perf_counter()
-    for outcome in explain_files(
+    shards = None
+    if args.format == "npy":
+        shards = MapShards(out_dir, methods, size=args.shard_size, first=resumed.next_shard if resumed else 0)
+    log = ResultsLog(out_dir / RESULTS, fresh=resumed is None or not resumed.records)
+    outcomes = explain_files(
         paths,
         loaded,
         cam,
@@ -717,27 +772,14 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         device=device,
         on_progress=progress.advance,
         places=places,
-    ):
-        if outcome.error:
-            failures.append(outcome.error)
-            progress.clear()
-            print(f"mieruka: error: {outcome.error}", file=sys.stderr)
-            records.append({"file": str(outcome.path), "error": outcome.error})
-            continue
-        records.extend(outcome.records)
-        if sheet is not None and sheet_error is None:
-            sheet_error = _add_tiles(sheet, outcome)
-        if args.json:
-            for record in outcome.records:
-                print(json.dumps(record, ensure_ascii=False))
-        elif not args.quiet:
-            progress.clear()
-            _print_summary(outcome.records, out_dir)
+        shards=shards,
+        taken=resumed.names if resumed else (),
+    )
+    with log, _stop_on_sigterm():
+        sheet_error = _explain_into(args, log, failures, outcomes, progress, out_dir, sheet)
     progress.clear()
     if sheet is not None:
-        sheet_error = _close_sheet(sheet, records, sheet_error)
-    write_jsonl(records, out_dir / RESULTS)
-    _write_run(args, out_dir, loaded, layer_names, methods, task, len(paths), len(failures))
+        sheet_error = _close_sheet(sheet, sheet_error)
     if report:
         from .report import build_report
 
@@ -753,6 +795,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         print(
             f"{len(paths) - len(failures)} of {len(paths)} image(s) explained at layer {layer_names}"
             f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS}{', ' + REPORT if report else ''}{_pages_note(sheet)})"
+            + (f"; {done} done before, skipped" if done else "")
             + (f"; {len(failures)} failed:" if failures else "")
         )
         for failure in failures:
@@ -760,43 +803,86 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     return EXIT_BAD_INPUT if failures or sheet_error else 0
 
 
-def _write_run(args, out_dir: Path, loaded, layer: str, methods, task: str, photos: int, failed: int) -> None:
-    """run.json: the settings and versions of an explain run, for the report and for whoever reads it later."""
-    from datetime import datetime, timezone
+def _explain_into(args, log, failures: list[str], outcomes, progress, out_dir: Path, sheet) -> str | None:
+    """Append each photo's records to results.jsonl as it is done (its files are in place by then),
+    its tiles to the contact sheet first (a record names its page). The sheet's error, if any."""
+    sheet_error = None
+    for outcome in outcomes:
+        if outcome.error:
+            failures.append(outcome.error)
+            progress.clear()
+            print(f"mieruka: error: {outcome.error}", file=sys.stderr)
+            log.append([{"file": str(outcome.path), "error": outcome.error}])
+            continue
+        if sheet is not None and sheet_error is None:
+            sheet_error = _add_tiles(sheet, outcome)
+        log.append(outcome.records)
+        if args.json:
+            for record in outcome.records:
+                print(json.dumps(record, ensure_ascii=False))
+        elif not args.quiet:
+            progress.clear()
+            _print_summary(outcome.records, out_dir)
+    return sheet_error
 
-    import torch
-    import torchvision
 
-    from ._io import atomic_open
-    from .outputs import RUN
+def _explain_settings(args, loaded, layer_names: str, methods: list[str], task: str) -> dict:
+    """What shapes a folder run's outputs, keyed by flag name (run.json): a resume must match it."""
+    from .runs import file_identity
 
-    settings = {
-        "command": "explain",
+    weights = args.weights
+    named = weights is not None and not Path(weights).is_file()
+    return {
         "model": loaded.name,
-        "weights": loaded.weights,
-        "layer": layer,
-        "methods": methods,
+        "weights": loaded.weights if weights is None or named else file_identity(weights),
+        "num-classes": args.num_classes,
+        "labels": file_identity(args.labels),
+        "method": methods,
+        "layer": layer_names,
+        "layout": args.layout,
+        "prefix-tokens": args.prefix_tokens,
+        "grid": list(args.grid) if isinstance(args.grid, tuple) else args.grid,
+        "eigen-smooth": args.eigen_smooth,
+        "aug-smooth": args.aug_smooth,
+        "score-channels": args.score_channels,
         "task": task,
         "target": args.target,
-        "top_k": args.top_k,
+        "top-k": args.top_k,
+        "threshold": args.threshold,
+        "direction": args.direction,
+        "reference": file_identity(args.reference),
+        "min-score": args.min_score,
+        "max-objects": args.max_objects,
+        "format": args.format,
+        "shard-size": args.shard_size if args.format == "npy" else None,
         "style": args.style,
         "colormap": args.colormap,
         "alpha": args.alpha,
-        "format": args.format,
-        "font": args.font,
-        "photos": photos,
-        "failed": failed,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {
-            "mieruka": _version(),
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "python": sys.version.split()[0],
-        },
+        "no-label": not args.label,
+        "font": file_identity(args.font),
+        "save-maps": args.save_maps,
     }
-    with atomic_open(out_dir / RUN, "w", encoding="utf-8") as stream:
-        json.dump({k: v for k, v in settings.items() if v is not None}, stream, ensure_ascii=False, indent=2)
-        stream.write("\n")
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (`kill`, a scheduler's stop) ends the run as Ctrl-C does: the picture being written is
+    removed, not left half-written, and results.jsonl is closed on a whole line."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set it
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def run_report(args) -> int:
@@ -1043,7 +1129,143 @@ def _evaluate_settings(args, loaded, layer, methods, metrics, settings, paths, f
     }
 
 
+def _check_engine(args) -> None:
+    """--engine ray's flags, its extra, and an --address that answers: before any model loads."""
+    if args.engine != "ray":
+        if args.address is not None or args.num_workers is not None:
+            raise ValueError("--address and --num-workers are for --engine ray")
+        return
+    if args.num_workers is not None and args.num_workers < 1:
+        raise ValueError(f"--num-workers must be at least 1, got {args.num_workers}")
+    unsupported = [flag for flag, given in (("--resume", args.resume), ("--sheet", args.sheet)) if given]
+    if args.format == "npy":
+        unsupported.append("--format npy")
+    if unsupported:
+        raise ValueError(
+            f"--engine ray does not take {' or '.join(unsupported)} yet: leave it out, or use the local engine"
+        )
+    import importlib
+
+    try:
+        importlib.import_module("ray.data")
+    except ImportError:
+        raise ValueError('--engine ray needs Ray: pip install "mieruka[ray]"') from None
+    from .scale.ray import check_address
+
+    if args.address and args.address != "auto":
+        check_address(args.address)
+
+
+def _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names) -> int:
+    """--engine ray: the photos through mieruka.scale.ray's actors, each building the model the flags
+    name; the rows come back here and are written into --out as a local run writes them."""
+    if task != "classify":
+        raise ValueError(
+            f"--engine ray explains classifiers; this model's task is {task}: leave out --engine"
+        )
+    import ray
+
+    from .batch import RenderOptions
+    from .scale.ray import FolderWriter, ModelSpec, connect, explain_dataset
+
+    def absolute(value):  # the actors do not run in this folder
+        return str(Path(value).resolve()) if value is not None and Path(value).exists() else value
+
+    spec = ModelSpec(
+        args.model,
+        absolute(args.weights),
+        num_classes=args.num_classes,
+        labels=tuple(loaded.labels) if loaded.labels is not None else None,
+        trust_checkpoint=args.trust_checkpoint,
+        random_weights=args.random_weights,
+        device=args.device,
+    )
+    pictures = args.format in ("png", "jpg")  # anything else writes maps only
+    options = RenderOptions(
+        style=args.style,
+        colormap=args.colormap,
+        alpha=args.alpha,
+        format=args.format,
+        label=args.label,
+        font=absolute(args.font),
+    )
+    workers = args.num_workers or 1
+    out_dir = Path(args.out)
+    if earlier is not None:  # every argument is checked: only now is the earlier run replaced
+        earlier.remove()
+    names = {str(path.resolve()): str(path) for path, _ in found}
+    places = {str(path.resolve()): place for path, place in found}
+    connect(args.address, num_cpus=workers if not args.address and workers > (os.cpu_count() or 1) else None)
+    try:
+        rows = explain_dataset(
+            ray.data.from_items([{"path": path} for path in names]),
+            spec,
+            methods=methods,
+            layer=layer_names,
+            target=target,
+            top_k=args.top_k,
+            cam_options={
+                "eigen_smooth": args.eigen_smooth,
+                "aug_smooth": args.aug_smooth,
+                "score_channels": args.score_channels,
+                "layout": None if args.layout in (None, "auto") else args.layout,
+                "prefix_tokens": args.prefix_tokens,
+                "grid": args.grid,
+            },
+            render=options if pictures else None,
+            batch_size=args.batch_size,
+            concurrency=workers,
+            num_gpus=1 if args.device == "cuda" else 0,
+        )
+        writer = FolderWriter(
+            out_dir, places=places, names=names, save_maps=args.save_maps or not pictures,
+            several_methods=len(methods) > 1,
+        )  # fmt: skip
+        progress = _Progress(len(names), enabled=not args.quiet and not args.json)
+        failures, done, started = [], set(), time.perf_counter()
+        for row in rows.iter_rows():
+            record = writer.add(row)
+            if row["path"] not in done:
+                done.add(row["path"])
+                progress.advance(1)
+            if "error" in record:
+                failures.append(record["error"])
+                progress.clear()
+                print(f"mieruka: error: {record['error']}", file=sys.stderr)
+            elif args.json:
+                print(json.dumps(record, ensure_ascii=False))
+        progress.clear()
+        results = writer.close(order=[str(path) for path, _ in found])
+    finally:
+        ray.shutdown()
+    if loaded.random_weights:
+        print(
+            f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): "
+            "its predictions and maps mean nothing",
+            file=sys.stderr,
+        )
+    if not args.quiet and not args.json:
+        print(
+            f"{len(names) - len(failures)} of {len(names)} image(s) explained at layer {layer_names} on Ray "
+            f"({workers} worker(s)) in {time.perf_counter() - started:.1f} s -> {out_dir}/ ({results.name})"
+            + (f"; {len(failures)} failed:" if failures else "")
+        )
+        for failure in failures:
+            print(f"  {' '.join(failure.split())}")
+    return EXIT_BAD_INPUT if failures else 0
+
+
 def _check_explain_flags(args) -> None:
+    if args.report and args.format == "npy":
+        raise ValueError("--report shows the pictures and --format npy writes none: leave out one of them")
+    if args.resume and args.overwrite:
+        raise ValueError(
+            "--resume and --overwrite exclude each other: finish the run in --out, or replace it"
+        )
+    if args.shard_size < 1:
+        raise ValueError(f"--shard-size must be at least 1, got {args.shard_size}")
+    if args.format == "npy" and args.save_maps:
+        raise ValueError("--format npy already writes every map (in shards): leave out --save-maps")
     if args.top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {args.top_k}")
     if not 0.0 <= args.alpha <= 1.0:
@@ -1070,6 +1292,13 @@ def _check_explain_flags(args) -> None:
         if not 1 <= args.sheet_columns <= 32:
             raise ValueError(f"--sheet-columns must be between 1 and 32, got {args.sheet_columns}")
         args.sheet = True
+    if args.sheet and args.format == "npy":
+        raise ValueError("--sheet draws pictures and --format npy writes maps only: choose one")
+    if args.sheet and args.resume:
+        raise ValueError(
+            "--sheet with --resume would page only this run's photos over the earlier pages: "
+            "resume without --sheet, or start a new --out with it"
+        )
     if args.num_classes is not None and args.num_classes < 0:
         raise ValueError(
             f"--num-classes must be 0 or more (0: timm models without a head), got {args.num_classes}"
@@ -1270,18 +1499,14 @@ def _add_tiles(sheet, outcome) -> str | None:
     return None
 
 
-def _close_sheet(sheet, records: list[dict], error: str | None) -> str | None:
-    """Write the last page unless the sheet failed before; a record keeps the name of its page only
-    where that page was written. The error, if any."""
+def _close_sheet(sheet, error: str | None) -> str | None:
+    """Write the last page unless the sheet failed before. The error, if any (the records, already
+    written as each photo finished, then name a page that is missing; the error says so)."""
     if error is None:
         try:
             sheet.close()
         except OSError as failure:
             error = _sheet_failed(failure)
-    written = {page.name for page in sheet.pages}
-    for record in records:
-        if "sheet" in record and record["sheet"] not in written:
-            del record["sheet"]
     return error
 
 
@@ -1307,6 +1532,12 @@ def _print_summary(records: list[dict], out_dir: Path) -> None:
     untrained = "  [random weights]" if first.get("weights") == "random" else ""
     print(f"{first['file']}: {others or first['task']}{untrained}")
     for record in records:
+        if "shard" in record:
+            shard = (
+                record["shard"] if isinstance(record["shard"], str) else ", ".join(record["shard"].values())
+            )
+            print(f"  {record['label']} -> {out_dir / shard} row {record['row']}")
+            continue
         if record.get("output") is None:
             print(f"  {record.get('note', 'nothing explained')}")
             continue

@@ -20,13 +20,13 @@ from pathlib import Path, PurePath, PurePosixPath
 from ._io import atomic_open
 
 RESULTS = "results.jsonl"
-RUN = "run.json"  # the run's settings and versions
 REPORT = "report.html"  # the HTML report; what it shows besides the run's pictures is in report/
 REPORT_FOLDER = "report"
 MAX_NAME_BYTES = 200  # ext4 and APFS allow 255 bytes a name: room left for "-2" and the suffix
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')  # separators, controls, and what Windows refuses
-_RECORD_PATHS = ("output", "outputs", "map", "sheet", "thumb", "view", "heat")  # "sheet": its contact
-# sheet page; "thumb", "view", "heat": what the report shows (report.assets)
+_RECORD_PATHS = ("output", "outputs", "map", "sheet", "shard", "thumb", "view", "heat")  # "sheet": its
+# contact sheet page; "thumb", "view", "heat": the small pictures the report shows (report.assets)
+RUN_FILES = ("run.json",)  # beside results.jsonl: a run's settings (see mieruka.runs)
 
 
 def safe_component(text: str, fallback: str = "_") -> str:
@@ -91,6 +91,11 @@ class Namer:
         self.used.add(_key(folders, candidate))
         return PurePosixPath(*folders, candidate + suffix)
 
+    def reserve(self, name: str) -> None:
+        """Take a name an earlier part of the run gave (`a/cat_tabby.png`), so it is not given again."""
+        path = PurePosixPath(name)
+        self.used.add(_key(list(path.parent.parts), path.stem))
+
 
 def _key(folders: list[str], name: str) -> str:
     return "/".join([*folders, name]).casefold()
@@ -110,6 +115,8 @@ class EarlierRun:
         for path in self.files:
             path.unlink(missing_ok=True)
         self.results.unlink(missing_ok=True)
+        for name in RUN_FILES:
+            (self.folder / name).unlink(missing_ok=True)
         for folder in sorted({path.parent for path in self.files}, key=lambda p: len(p.parts), reverse=True):
             while folder != self.folder and folder.is_relative_to(self.folder):
                 try:
@@ -137,17 +144,17 @@ def find_earlier_run(out_dir: str | os.PathLike) -> EarlierRun | None:
     files, explained = [], False
     for record in read_records(results):
         explained = explained or "error" not in record
-        for listed in _listed(record):
+        for listed in records_files(record):
             path = _inside(folder, listed)
             if path is not None and path not in files:
                 files.append(path)
     replaceable = not explained and not files  # a run that explained nothing left only its error list
-    return EarlierRun(folder, results, list(dict.fromkeys(files + run_files(folder))), replaceable)
+    return EarlierRun(folder, results, list(dict.fromkeys(files + report_files(folder))), replaceable)
 
 
-def run_files(folder: Path) -> list[Path]:
-    """What a run writes besides its pictures: run.json, and its report (report.html, report/...)."""
-    files = [path for path in (folder / RUN, folder / REPORT) if path.is_file()]
+def report_files(folder: Path) -> list[Path]:
+    """The run's report: report.html and the files under report/ (see mieruka.report)."""
+    files = [folder / REPORT] if (folder / REPORT).is_file() else []
     assets = folder / REPORT_FOLDER
     if assets.is_dir():
         files += sorted(path for path in assets.rglob("*") if path.is_file())
@@ -172,7 +179,8 @@ def read_records(
         yield record
 
 
-def _listed(record: dict) -> Iterator[str]:
+def records_files(record: dict) -> Iterator[str]:
+    """The files a record names (pictures, maps, shards), relative to the output folder."""
     for key in _RECORD_PATHS:
         value = record.get(key)
         for path in value.values() if isinstance(value, dict) else [value]:

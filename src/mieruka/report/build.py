@@ -16,7 +16,8 @@ from importlib.resources import files
 from pathlib import Path, PurePosixPath
 
 from .._io import atomic_open
-from ..outputs import REPORT, RESULTS, RUN, read_records
+from ..outputs import REPORT, RESULTS, read_records
+from ..runs import RUN
 from . import assets, webfonts
 from .data import page_data
 

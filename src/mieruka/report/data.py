@@ -49,7 +49,9 @@ def page_data(
             photo = photos[file] = _photo(record, labels)
         used = _methods(record)
         methods.extend(method for method in used if method not in methods)
-        if record.get("output") is None:
+        # nothing explained (a note); a record with a label but no picture is a target whose map is
+        # in a shard (--format npy)
+        if record.get("output") is None and ("note" in record or record.get("label") is None):
             photo["note"] = record.get("note") or "nothing explained"
             continue
         photo["targets"].append(_target(record, labels, used))
@@ -75,7 +77,7 @@ def page_data(
     counts = Counter(photo["label"] for photo in entries if photo["label"] >= 0)
     return {
         "title": title,
-        "settings": settings or settings_from(records),
+        "settings": run_settings(settings, records),
         "labels": labels.values,
         "methods": methods,
         "metrics": metrics,
@@ -116,14 +118,14 @@ def _photo(record: dict, labels: _Interned) -> dict:
 
 
 def _target(record: dict, labels: _Interned, methods: list[str]) -> dict:
-    outputs = record.get("outputs") or {methods[0]: record["output"]}
+    outputs = record.get("outputs") or {methods[0]: record.get("output")}
     heat = record.get("heat")
     centre = record.get("centre_energy")
     empty = record.get("empty")
     return {
         "label": labels(record.get("label")),
         "p": record.get("probability"),
-        "output": record["output"],
+        "output": record.get("output"),
         "outputs": outputs,
         "thumb": record.get("thumb"),
         "heat": heat if isinstance(heat, dict) else ({methods[0]: heat} if heat else {}),
@@ -218,6 +220,22 @@ def _by_tail(by_file: dict[str, dict], place: str) -> dict | None:
     tail = PurePath(place).parts
     found = [photo for file, photo in by_file.items() if PurePath(file).parts[-len(tail) :] == tail]
     return found[0] if len(found) == 1 else None
+
+
+def run_settings(run: dict | None, records: Sequence[dict]) -> dict:
+    """What the page shows of a run's settings: run.json's (mieruka.runs: flag names, "method" a list)
+    over what the records say; counts of photos and failures from the records, which a resumed run
+    completes."""
+    derived = settings_from(records)
+    if not run:
+        return derived
+    settings = {key: value for key, value in run.items() if key not in ("cwd", "method", "top-k")}
+    settings["methods"] = run.get("method") or derived.get("methods")
+    settings["top_k"] = run.get("top-k")
+    settings["weights"] = derived.get("weights", run.get("weights"))  # a file's name, as the records say
+    settings["versions"] = run.get("versions") or ({"mieruka": run["mieruka"]} if "mieruka" in run else None)
+    settings["photos"], settings["failed"] = derived["photos"], derived["failed"]
+    return settings
 
 
 def settings_from(records: Sequence[dict]) -> dict:

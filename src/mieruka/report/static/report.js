@@ -346,10 +346,12 @@
               left: 100 * x0 + "%", top: 100 * y0 + "%", width: 100 * (x1 - x0) + "%", height: 100 * (y1 - y0) + "%",
             } })));
           stacked += 1;
-        } else {
+        } else if (target.outputs[method] || target.output) {
           figure.append(element("div", { className: "picture" },
             element("img", { src: url(target.outputs[method] || target.output), alt: photo.name })),
           element("div", { className: "plain", text: "the picture as drawn (explain with --report for the opacity slider)" }));
+        } else {
+          figure.append(element("div", { className: "plain", text: "no picture: the run wrote maps only" }));
         }
         const centre = target.centre ? target.centre[method] : null;
         const empty = target.empty && target.empty[method];
@@ -400,6 +402,7 @@
       aside.append(element("h3", { text: "Pictures" }));
       for (const target of photo.targets) {
         for (const [method, path] of Object.entries(target.outputs)) {
+          if (!path) continue;
           aside.append(element("div", {}, element("a", { href: url(path), target: "_blank", text: `${labels[target.label]} · ${method}` })));
         }
         if (target.output && !Object.values(target.outputs).includes(target.output)) {

@@ -1,0 +1,194 @@
+"""Folder runs that survive interruption: a real signal to a running `mieruka explain`, then --resume.
+
+Whatever the moment of the kill, the resumed folder holds exactly one record per photo, only whole
+files, and the maps an uninterrupted run gives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+PHOTOS = 30
+
+
+def command(*args) -> list[str]:
+    return [sys.executable, "-m", "mieruka", "explain", *map(str, args)]
+
+
+def mieruka(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> dict:
+    """30 small photos of a few sizes and a 5-class resnet18 with seeded weights in a file."""
+    root = tmp_path_factory.mktemp("dataset")
+    rng = np.random.default_rng(0)
+    for i in range(PHOTOS):
+        folder = root / "photos" / ("a" if i % 3 else "b")
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, (40 + i, 56, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"p{i:02d}.png")
+    torch.manual_seed(1)
+    torch.save(torchvision.models.resnet18(num_classes=5).state_dict(), root / "net.pth")
+    model = ["--model", "resnet18", "--num-classes", "5", "--weights", root / "net.pth", "--batch-size", "2"]
+    return {"photos": root / "photos", "model": model, "root": root}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset) -> dict[str, Path]:
+    """The same runs left alone: the answers an interrupted and resumed run must give."""
+    runs = {}
+    for name, extra in (("png", []), ("npy", ["--format", "npy", "--shard-size", "4"])):
+        out = dataset["root"] / f"whole-{name}"
+        run = mieruka(dataset["photos"], "--out", out, *dataset["model"], "-q", *extra)
+        assert run.returncode == 0, run.stderr
+        runs[name] = out
+    return runs
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def by_photo(out: Path) -> dict[str, dict]:
+    found = records(out)
+    names = [Path(r["file"]).as_posix() for r in found]
+    assert len(names) == len(set(names)) == PHOTOS, "every photo has exactly one record"
+    return {Path(r["file"]).relative_to(r["file"].split("photos")[0] + "photos").as_posix(): r for r in found}
+
+
+def interrupt(args: list, out: Path, how: signal.Signals, lines: int) -> None:
+    """Start a folder run, wait until results.jsonl holds `lines` lines, then send `how`."""
+    process = subprocess.Popen(
+        command(*args, "--out", out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if results.is_file() and results.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before the signal: give it more photos"
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == (-signal.SIGKILL if how == signal.SIGKILL else 130), stderr
+    assert 0 < results.read_bytes().count(b"\n") < PHOTOS, "interrupted partway"
+    if how != signal.SIGKILL:  # a run stopped by Ctrl-C or SIGTERM removes what it was writing
+        assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+
+
+def maps_of(out: Path) -> dict[str, np.ndarray]:
+    return {name: np.load(out / r["shard"])[r["row"]] for name, r in by_photo(out).items()}
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_killed_run_is_finished_by_resume(dataset, uninterrupted, tmp_path, how):
+    out = tmp_path / "out"
+    args = [dataset["photos"], *dataset["model"], "-q"]
+    interrupt(args, out, how, lines=3)
+
+    run = mieruka(*args, "--out", out)
+    assert run.returncode == 2 and "--resume" in run.stderr  # not resumed unless asked
+    run = mieruka(*args, "--out", out, "--resume")
+    assert run.returncode == 0, run.stderr
+
+    resumed, whole = by_photo(out), by_photo(uninterrupted["png"])
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    pictures = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert pictures == sorted(r["output"] for r in resumed.values())  # no orphan, none missing
+    for name, record in resumed.items():
+        expected = whole[name]
+        assert (record["label"], record["output"]) == (expected["label"], expected["output"])
+        assert record["probability"] == pytest.approx(expected["probability"], abs=1e-5)
+        with Image.open(out / record["output"]) as picture:
+            picture.load()  # decodes: not truncated
+            drawn = np.asarray(picture).astype(int)
+        reference = np.asarray(Image.open(uninterrupted["png"] / expected["output"])).astype(int)
+        assert np.abs(drawn - reference).max() <= 2  # other batches: float rounding, not other maps
+
+
+def test_a_killed_maps_only_run_is_finished_by_resume(dataset, uninterrupted, tmp_path):
+    out = tmp_path / "out"
+    args = [dataset["photos"], *dataset["model"], "-q", "--format", "npy", "--shard-size", "4"]
+    interrupt(args, out, signal.SIGKILL, lines=4)
+
+    run = mieruka(*args, "--out", out, "--resume")
+    assert run.returncode == 0, run.stderr
+    assert not list(out.rglob("*.png")) and not [p for p in out.rglob("*") if p.name.endswith(".part")]
+    resumed, whole = maps_of(out), maps_of(uninterrupted["npy"])
+    assert sorted(resumed) == sorted(whole)
+    for name, found in resumed.items():
+        assert found.dtype == np.float16 and found.shape == (7, 7)  # layer4 of the 224-pixel crop
+        np.testing.assert_allclose(found.astype(np.float32), whole[name].astype(np.float32), atol=1e-3)
+
+
+def test_shards_hold_the_librarys_maps(dataset, uninterrupted):
+    from mieruka import CAM, load_image, load_model
+    from mieruka.maps import normalize
+
+    loaded = load_model("resnet18", dataset["root"] / "net.pth", num_classes=5)
+    cam = CAM(loaded.model, "layer4")
+    for name, found in maps_of(uninterrupted["npy"]).items():
+        inputs = loaded.preprocess(load_image(dataset["photos"] / name)).unsqueeze(0)
+        expected = normalize(cam(inputs).raw)[0][0].numpy()
+        np.testing.assert_allclose(found.astype(np.float32), expected, atol=1e-3)
+
+
+def test_resume_with_other_settings_is_refused_in_one_line(dataset, uninterrupted, tmp_path):
+    out = uninterrupted["png"]
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    for extra, named in ((["--method", "gradcam++"], "--method"), (["--format", "jpg"], "--format")):
+        run = mieruka(dataset["photos"], "--out", out, *dataset["model"], "--resume", *extra)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert named in run.stderr and "--overwrite" in run.stderr and "Traceback" not in run.stderr
+    other = tmp_path / "other.pth"
+    torch.manual_seed(2)
+    torch.save(torchvision.models.resnet18(num_classes=5).state_dict(), other)
+    model = [*dataset["model"][:-3], other, "--batch-size", "2"]
+    run = mieruka(dataset["photos"], "--out", out, *model, "--resume")
+    assert run.returncode == 2 and "--weights" in run.stderr and "sha256" in run.stderr
+    run = mieruka(dataset["photos"], "--out", out, "--resume", "--overwrite")
+    assert run.returncode == 2 and "exclude each other" in run.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # untouched
+
+
+def test_resume_drops_a_torn_line_and_missing_pictures(dataset, tmp_path):
+    """runs.resume on a folder as a kill leaves it, without running the model."""
+    from mieruka.runs import RUN, resume
+
+    out = tmp_path / "out"
+    out.mkdir()
+    settings = {"model": "resnet18", "method": ["gradcam"]}
+    (out / RUN).write_text(json.dumps({"mieruka": "0", "cwd": os.getcwd(), **settings}))
+    lines = [{"file": f"/photos/p{i}.png", "output": f"p{i}_x.png"} for i in range(4)]
+    lines.insert(1, {"file": "/photos/bad.png", "error": "cannot be read"})
+    for name in ("p0_x.png", "p1_x.png", "p3_x.png"):
+        (out / name).write_bytes(b"png")
+    (out / "p2_x.png").write_bytes(b"")  # renamed into place only when whole: an empty one is not ours
+    (out / ".p4_x.png.abcd1234.part").write_bytes(b"half")
+    text = "".join(json.dumps(line) + "\n" for line in lines) + json.dumps(lines[0])[:20]
+    (out / "results.jsonl").write_text(text)
+
+    resumed = resume(out, settings)
+    assert resumed.done == {"/photos/p0.png", "/photos/p1.png"}  # not bad.png, p2 (empty), p3 (the last)
+    assert [json.loads(line)["file"] for line in (out / "results.jsonl").read_text().splitlines()] == [
+        "/photos/p0.png",
+        "/photos/p1.png",
+    ]
+    assert sorted(resumed.names) == ["p0_x.png", "p1_x.png"]
+    assert not (out / ".p4_x.png.abcd1234.part").exists()
+    with pytest.raises(ValueError, match=r'--method was \["gradcam"\], now \["layercam"\]'):
+        resume(out, {**settings, "method": ["layercam"]})
