@@ -32,9 +32,9 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "samples-report"
+        command = ["explain", "samples", "--out", str(out), "--top-k", "2", "--method", "gradcam,layercam"]
         run = subprocess.run(
-            [sys.executable, "-m", "mieruka", "explain", "samples", "--out", str(out), "--top-k", "2"]
-            + ["--method", "gradcam,layercam", "--device", "cpu", "--quiet"],
+            [sys.executable, "-m", "mieruka", *command, "--device", "cpu", "--quiet"],
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         )

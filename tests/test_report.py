@@ -159,6 +159,14 @@ def test_report_of_a_folder_without_a_run_is_one_line_and_exit_2(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_report_of_maps_only_is_refused_before_anything_runs(tmp_path):
+    shapes(tmp_path / "photos", 2)
+    run = mieruka("explain", tmp_path / "photos", "--format", "npy", "--report", "--out", tmp_path / "out")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert "--report" in run.stderr and "--format npy" in run.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
 def test_report_of_a_run_without_one_and_what_overwrite_leaves(tmp_path):
     photos, out = tmp_path / "photos", tmp_path / "out"
     shapes(photos, 2)
