@@ -14,11 +14,10 @@ import torch
 import torchvision
 from torch import nn
 
+from conftest import SAMPLES
 from mieruka import CAM
 from mieruka.methods import METHODS
 from mieruka.metrics import deletion, insertion, parameter_randomization, road
-
-from .conftest import SAMPLES
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 CUDA = torch.device("cuda")
@@ -76,9 +75,8 @@ def test_a_vision_transformer_with_token_layouts_and_attention_methods():
 
 def test_a_detector_and_a_segmenter():
     from mieruka.targets import DetectionTarget, SegmentationTarget
-
-    from .test_detection import build_detector
-    from .test_segmentation import _deeplab
+    from test_detection import build_detector
+    from test_segmentation import _deeplab
 
     x = torch.rand(1, 3, 120, 100, generator=torch.Generator().manual_seed(0))
     objects = DetectionTarget(min_score=0.05, max_objects=3)

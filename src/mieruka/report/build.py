@@ -52,6 +52,8 @@ def build_report(
             if not folder.exists()
             else ("not a folder" if not folder.is_dir() else f"no {RESULTS}")
         )
+        if folder.exists() and not folder.is_dir():
+            raise ReportError(f"{folder}: not a folder; give the output folder of a run (its --out)")
         raise ReportError(
             f"{folder}: {what}; a report shows the results of a run: "
             f"run `mieruka explain PHOTOS --out {folder}` first, then `mieruka report {folder}`"

@@ -245,7 +245,7 @@ def settings_from(records: Sequence[dict]) -> dict:
     settings = {key: first[key] for key in keys if first.get(key) is not None}
     if "method" in settings:
         settings["methods"] = settings.pop("method").split(",")
-    photos = {r.get("file") for r in records}
-    settings["photos"] = len(photos)
-    settings["failed"] = len({r.get("file") for r in records if "error" in r})
+    failed = {r.get("file") for r in records if "error" in r}
+    settings["photos"] = len({r.get("file") for r in records} - failed)  # explained, as the header counts
+    settings["failed"] = len(failed)
     return settings
