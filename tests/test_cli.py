@@ -540,7 +540,7 @@ def test_progress_per_method_on_a_terminal_and_none_when_redirected(tmp_path):
     os.close(leader)
     assert child.returncode == 0, shown.decode(errors="replace")
     text = shown.decode(errors="replace")
-    assert "scorecam 64/64 passes" in text and "ablationcam 512/512 passes" in text and "gradcam" in text
+    assert "scorecam 64/64" in text and "ablationcam 512/512" in text and "gradcam" in text
     redirected = mieruka(*args[3:], "--out", tmp_path / "pipe")
     assert redirected.returncode == 0 and "passes" not in redirected.stderr
 

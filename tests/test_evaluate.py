@@ -259,7 +259,7 @@ def test_ground_truth_that_does_not_fit_costs_only_its_photo(tmp_path, weights):
     assert run.returncode == 2, run.stderr
     flag = f"--boxes {tmp_path / 'boxes.json'}"
     assert run.stderr.splitlines() == [
-        f"mieruka: warning: {flag} names 1 photo (ghost.png), not among the photos given: left out",
+        f"mieruka: error: {flag} names 1 photo (ghost.png), not among the photos given: left out",
         f"mieruka: error: {flag}: empty.png: box [10.0, 10.0, 10.0, 20.0] is empty (x1 <= x0 or y1 <= y0): "
         "give corners [x0, y0, x1, y1] (COCO's [x, y, width, height] only in a COCO-style file)",
         f"mieruka: error: {flag}: outside.png: box [0.0, 0.0, 200.0, 10.0] lies outside the 64x48 photo "

@@ -48,6 +48,9 @@ Box = tuple[float, float, float, float]
 EDGE_TOLERANCE = 1.0  # pixels a box may run past the photo's edge and be clipped to it
 
 
+NOT_GIVEN = "not among the photos given"  # a ground-truth name that fits no photo: the run exits 2
+
+
 class BoxesError(MierukaError):
     """A boxes file or mask that cannot be read, or ground truth that does not fit its photo."""
 
@@ -172,7 +175,7 @@ def ground_truth(
         for index, error in errors.items():
             found[index]["error"] = error
         if unknown:
-            warnings.append(f"{flag} names {_some(unknown)}, not among the photos given: left out")
+            warnings.append(f"{flag} names {_some(unknown)}, {NOT_GIVEN}: left out")
     if masks is not None:
         flag = f"--masks {masks}"
         folder = Path(masks)

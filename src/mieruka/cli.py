@@ -921,13 +921,14 @@ def run_evaluate(args) -> int:
     out_dir = Path(args.out)
     earlier = _earlier_evaluation(out_dir, args.overwrite)
     _check_evaluate_out(out_dir)
-    truth = None
+    truth, unmatched = None, False
     if args.boxes is not None or args.masks is not None:
-        from .boxes import ground_truth
+        from .boxes import NOT_GIVEN, ground_truth
 
         truth, notes = ground_truth(found, args.boxes, args.masks)  # a file that cannot be read: here
         for note in notes if "pointing" in metrics else ():
-            print(f"mieruka: warning: {note}", file=sys.stderr)
+            unmatched = unmatched or NOT_GIVEN in note  # the others are scored; the run exits 2
+            print(f"mieruka: {'error' if NOT_GIVEN in note else 'warning'}: {note}", file=sys.stderr)
 
     import torch
 
@@ -1025,7 +1026,7 @@ def run_evaluate(args) -> int:
         )
         for failure in failures:
             print(f"  {' '.join(failure.split())}")
-    return EXIT_BAD_INPUT if failures else 0
+    return EXIT_BAD_INPUT if failures or unmatched else 0
 
 
 def _check_evaluate_flags(args) -> tuple[list[str], tuple[float, ...]]:
@@ -1117,6 +1118,9 @@ def _evaluate_settings(args, loaded, layer, methods, metrics, settings, paths, f
         "controls": ["random", "centre"],
         "metrics": metrics,
         "target": args.target,
+        "score_channels": args.score_channels,  # Score-CAM approximated when set: its row differs
+        "boxes": args.boxes and str(args.boxes),
+        "masks": args.masks and str(args.masks),
         "photos": len(paths),
         "failed": len(failures),
         **dataclasses.asdict(settings),
