@@ -207,11 +207,17 @@ def test_the_command_on_ray_writes_what_a_local_run_writes(
     assert [r["file"] for r in records] == [r["file"] for r in expected]  # input order, one record a photo
     for mine, theirs in zip(records, expected):
         assert set(mine) == set(theirs)
-        same = {key: value for key, value in theirs.items() if key != "probability"}
-        assert {key: mine[key] for key in same} == same  # names of pictures and maps included
+        same = {key: value for key, value in theirs.items() if key not in ("probability", "centre_energy")}
+        assert {key: mine[key] for key in same} == same  # names of pictures, maps and report pictures too
         assert mine["probability"] == pytest.approx(theirs["probability"], abs=1e-6)
+        assert mine["centre_energy"] == pytest.approx(theirs["centre_energy"], abs=2e-4)
         picture = Image.open(tmp_path / "ray" / mine["output"])
         assert picture.size == Image.open(mine["file"]).size
+        for shown in ("thumb", "view", "heat"):  # the report's pictures, as the local run drew them
+            ours, local_one = (
+                np.asarray(Image.open(tmp_path / run / mine[shown]), float) for run in ("ray", "local")
+            )
+            assert ours.shape == local_one.shape and np.abs(ours - local_one).mean() < 2.0, shown
         np.testing.assert_allclose(
             np.load(tmp_path / "ray" / mine["map"]), np.load(tmp_path / "local" / theirs["map"]), atol=1e-6
         )

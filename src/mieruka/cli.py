@@ -722,7 +722,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             "--format npy stacks maps of one size; a detector's follow each photo's size: use png or jpg"
         )
     if args.engine == "ray":  # the same run on Ray Data's actors; records and files written here
-        status = _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names)
+        status = _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names, report)
         if report:  # from the records and pictures: thumbnails made here, no heat layers
             from .report import build_report
 
@@ -1160,7 +1160,7 @@ def _check_engine(args) -> None:
         check_address(args.address)
 
 
-def _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names) -> int:
+def _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names, report: bool) -> int:
     """--engine ray: the photos through mieruka.scale.ray's actors, each building the model the flags
     name; the rows come back here and are written into --out as a local run writes them."""
     if task != "classify":
@@ -1192,6 +1192,7 @@ def _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_n
         format=args.format,
         label=args.label,
         font=absolute(args.font),
+        report=report,
     )
     workers = args.num_workers or 1
     out_dir = Path(args.out)

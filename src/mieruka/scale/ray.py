@@ -22,7 +22,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePath
+from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,9 +34,11 @@ from ..batch import RenderOptions
 from ..cam import CAM
 from ..images import ImageError, decode_image, load_image, to_rgb
 from ..maps import normalize, to_photo
+from ..metrics.localization import centre_energy
 from ..models import LoadedModel, load_model
 from ..outputs import RESULTS, Namer, write_jsonl
 from ..render import show_on_photo
+from ..report import assets
 
 if TYPE_CHECKING:
     import ray.data
@@ -57,9 +59,15 @@ COLUMNS = {
     "empty": "the map had no positive value",
     "width": "the photo's width in pixels",
     "height": "the photo's height in pixels",
+    "crop": "the model's input as a box of the photo: [left, top, right, bottom] in its pixels",
+    "centre_energy": "the share of the map's energy in the central box (see mieruka.metrics.centre_energy)",
     "picture": "the drawn picture, encoded as PNG or JPEG (only when `render` is given)",
+    "thumb": "the picture's thumbnail for the HTML report, JPEG (only when `render.report`)",
+    "view": "the photo at the report's viewing size, JPEG; on each photo's first row only (`render.report`)",
+    "heat": "the map's heat layer over that view, JPEG (only when `render.report`)",
     "error": "why the photo could not be explained (then every other field is empty)",
 }
+REPORT_COLUMNS = ("thumb", "view", "heat")  # what the HTML report shows, drawn by the actors
 RESOLUTIONS = ("layer", "photo")
 
 
@@ -141,7 +149,10 @@ class Explainer:
         return {name: _column([row.get(name) for row in rows]) for name in self._columns()}
 
     def _columns(self) -> list[str]:
-        return [name for name in COLUMNS if name != "picture" or self.render is not None]
+        drawn = {"picture"} if self.render is not None else set()
+        if self.render is not None and self.render.report:
+            drawn |= set(REPORT_COLUMNS)
+        return [name for name in COLUMNS if name in drawn or name not in ("picture", *REPORT_COLUMNS)]
 
     def _explain(self, batch: dict[str, np.ndarray]) -> list[dict]:
         count = len(next(iter(batch.values())))
@@ -192,7 +203,14 @@ class Explainer:
             else [None] * len(indices)
         )
         box = self.loaded.preprocess.crop_box(image.size)
+        crop = [round(v, 2) for v in (box.left, box.top, box.right, box.bottom)]
+        centres = {
+            method: centre_energy(result.maps[row]).reshape(-1).tolist()
+            for method, result in by_method.items()
+        }
         several = len(by_method) > 1
+        report = self.render is not None and self.render.report
+        view = assets.view_photo(image, box) if report else None
         rows = []
         for k, (index, probability) in enumerate(zip(indices, probabilities)):
             label = _name(labels, index) if index is not None else "target"
@@ -215,13 +233,21 @@ class Explainer:
                     "empty": bool(result.empty[row].reshape(-1)[k]),
                     "width": image.width,
                     "height": image.height,
+                    "crop": crop,
+                    "centre_energy": round(centres[method][k], 4),
                 }
                 if self.render is not None:
                     title = label if probability is None else f"{label}  (p = {probability:.3f})"
                     if self.loaded.random_weights:
                         title += "  [random weights]"
                     title = f"{title} - {method}" if several else title
-                    record["picture"] = _picture(image, raw, box, title, self.render)
+                    drawn = _drawn(image, raw, box, title, self.render)
+                    record["picture"] = _encoded(drawn, self.render.format)
+                    if view is not None:
+                        record["thumb"] = _encoded(assets.thumbnail(drawn), "jpg", assets.QUALITY)
+                        record["view"] = _encoded(view[0], "jpg", assets.QUALITY) if not rows else None
+                        layer = assets.heat_layer(raw, view[1], view[0].size, self.render.colormap)
+                        record["heat"] = _encoded(layer, "jpg", assets.QUALITY) if layer is not None else None
                 rows.append(record)
         return rows
 
@@ -320,6 +346,8 @@ class FolderWriter:
         self.several = several_methods
         self.records: list[dict] = []
         self._namer = Namer()
+        self._views = Namer()  # the report's photos at viewing size, one per photo
+        self._view_of: dict[str, str] = {}
 
     def add(self, row: dict) -> dict:
         """Write one row's files and return its record (also kept in :attr:`records`)."""
@@ -347,15 +375,21 @@ class FolderWriter:
             "empty": bool(row["empty"]),
             "output": None,
         }
+        if row.get("centre_energy") is not None:
+            record["centre_energy"] = row["centre_energy"]
+        if row.get("crop") is not None:
+            record["crop"] = [float(v) for v in row["crop"]]
+        if row.get("width") is not None:
+            record["size"] = [int(row["width"]), int(row["height"])]
         if row.get("top5"):
             record["top5"] = json.loads(row["top5"])
         picture = row.get("picture")
         if picture is not None:
             suffix = ".jpg" if picture[:2] == b"\xff\xd8" else ".png"
             output = self._namer.name(place, label, suffix)
-            with atomic_open(self.out_dir / output) as stream:
-                stream.write(picture)
+            self._write(output, picture)
             record["output"] = str(output)
+            self._report_pictures(row, place, output, record)
         if self.save_maps:
             name = (
                 PurePath(record["output"]).with_suffix(".npy")
@@ -367,6 +401,27 @@ class FolderWriter:
             record["map"] = str(name)
         self.records.append(record)
         return record
+
+    def _report_pictures(self, row: dict, place: PurePath, output: PurePosixPath, record: dict) -> None:
+        """The report's pictures of a row (``render.report``), where a local run puts them."""
+        if row.get("view") is not None:
+            view = PurePosixPath(assets.PHOTOS) / self._views.name(place, "photo", ".jpg")
+            self._write(view, row["view"])
+            self._view_of[row["path"]] = view.as_posix()
+        if row["path"] in self._view_of:
+            record["view"] = self._view_of[row["path"]]
+        if row.get("thumb") is not None:
+            thumb = PurePosixPath(assets.THUMBS) / output.with_suffix(".jpg")
+            self._write(thumb, row["thumb"])
+            record["thumb"] = thumb.as_posix()
+        if row.get("heat") is not None:
+            heat = PurePosixPath(assets.HEAT) / output.with_suffix(".jpg")
+            self._write(heat, row["heat"])
+            record["heat"] = heat.as_posix()
+
+    def _write(self, name: PurePath, data: bytes) -> None:
+        with atomic_open(self.out_dir / name) as stream:
+            stream.write(data)
 
     def close(self, order: Sequence[str] | None = None) -> Path:
         """Write results.jsonl: records in `order` of their files (then rank), else as they came."""
@@ -452,9 +507,9 @@ def check_address(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def _picture(image: Image.Image, raw: torch.Tensor, box, title: str, options: RenderOptions) -> bytes:
-    """The map drawn on the photo as a local run draws it, encoded as it would write it."""
-    drawn = show_on_photo(
+def _drawn(image: Image.Image, raw: torch.Tensor, box, title: str, options: RenderOptions) -> Image.Image:
+    """The map drawn on the photo as a local run draws it."""
+    return show_on_photo(
         image,
         raw,
         box,
@@ -465,11 +520,15 @@ def _picture(image: Image.Image, raw: torch.Tensor, box, title: str, options: Re
         label=options.label,
         font=options.font,
     )
+
+
+def _encoded(picture: Image.Image, format: str, quality: int = 92) -> bytes:
+    """A picture as the bytes of the file a local run would write (png, or jpg at `quality`)."""
     stream = io.BytesIO()
-    if options.format in ("jpg", "jpeg"):
-        drawn.save(stream, format="JPEG", quality=92)
+    if format in ("jpg", "jpeg"):
+        picture.convert("RGB").save(stream, format="JPEG", quality=quality)
     else:
-        drawn.save(stream, format="PNG", compress_level=1)
+        picture.save(stream, format="PNG", compress_level=1)
     return stream.getvalue()
 
 
