@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 	$(BIN)/mieruka explain samples --out $(OUT) --overwrite
 
 test: $(VENV)/.installed-dev browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-quick: $(VENV)/.installed-dev  # no model training, no end-to-end runs of the command
 	$(BIN)/python -m pytest -q -m "not slow"

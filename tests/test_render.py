@@ -12,7 +12,17 @@ from mieruka.fonts import choose, measure
 from mieruka.images import CropBox, Preprocess
 from mieruka.maps import normalize, to_photo
 from mieruka.panels import panel_layout
-from mieruka.render import classic, colorize, heatmap, overlay, panel, save_png, show_on_photo
+from mieruka.render import (
+    classic,
+    colorize,
+    draw_on_device,
+    encode_jpeg_on_device,
+    heatmap,
+    overlay,
+    panel,
+    save_png,
+    show_on_photo,
+)
 
 
 def test_colorize_matches_matplotlib():
@@ -135,6 +145,45 @@ def test_the_title_goes_in_a_corner_box_and_nowhere_else(size, style):
     assert corner.min() < 80 and corner.max() > 240  # white letters on a dark box
     untitled = show_on_photo(photo, raw, box, style=style, title="tabby  (p = 0.731)", label=False)
     assert np.array_equal(np.asarray(untitled), plain)
+
+
+@pytest.mark.parametrize("style", ["overlay", "classic", "heatmap", "panel"])
+def test_a_picture_kept_on_the_device_is_the_picture_drawn_on_the_photo(style):
+    """The GPU path of a folder run (draw_on_device, then a JPEG encoded there) draws what
+    show_on_photo draws, title included: on the CPU the two differ only by Pillow's rounding."""
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype=np.uint8))
+    raw, box = (
+        torch.rand(7, 7, generator=torch.Generator().manual_seed(1)),
+        Preprocess(256, 224).crop_box(photo.size),
+    )
+    title = "tabby  (p = 0.731)"
+    kept = draw_on_device(photo, raw, box, style=style, title=title)
+    assert kept.dtype == torch.uint8 and kept.shape[0] == 3
+    shown = np.asarray(show_on_photo(photo, raw, box, style=style, title=title)).astype(int)
+    difference = np.abs(kept.permute(1, 2, 0).numpy().astype(int) - shown)
+    assert difference.max() <= 8 and (difference > 1).mean() < 1e-3, style
+    if style == "panel":  # its title is its heading, not a corner label
+        return
+    labelled = (kept != draw_on_device(photo, raw, box, style=style)).any(0).nonzero()
+    if style in ("overlay", "classic"):
+        assert labelled[:, 0].max() < 300 / 6 and labelled[:, 1].max() < 451 * 0.6  # the corner only
+    else:
+        assert labelled.numel() == 0
+
+
+def test_a_jpeg_encoded_from_a_tensor_is_as_faithful_as_pillows(tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = np.asarray(Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).resize((400, 300)))
+    (tmp_path / "tensor.jpg").write_bytes(
+        encode_jpeg_on_device(torch.from_numpy(smooth.copy()).permute(2, 0, 1))
+    )
+    Image.fromarray(smooth).save(tmp_path / "pillow.jpg", quality=92)
+    errors = {}
+    for name in ("tensor", "pillow"):
+        decoded = np.asarray(Image.open(tmp_path / f"{name}.jpg"))
+        assert decoded.shape == smooth.shape
+        errors[name] = np.abs(decoded.astype(int) - smooth).mean()
+    assert errors["tensor"] < 1.25 * errors["pillow"] + 0.1, errors
 
 
 def test_heatmaps_stay_bare():

@@ -489,8 +489,9 @@ def _draw_and_write(
                 assets.save_jpeg(layer, path)
     tiles: list[Tile] = []
     small = None  # the photo and its box shrunk to the tiles' size, made once
+    on_device = isinstance(photo, torch.Tensor) and photo.device.type == "cuda" and options.format == "jpg"
     for picture in pictures:
-        drawn = _draw(photo, raws, box, picture, options, input_size, objects)
+        drawn = _draw(photo, raws, box, picture, options, input_size, objects, on_device=on_device)
         if options.save_maps and picture.method is not None and picture.k >= 0:
             _save_npy(raws[picture.method][picture.k].float().cpu().numpy(), picture.path.with_suffix(".npy"))
         render.save_image(drawn, picture.path)
@@ -515,9 +516,11 @@ def _draw(
     input_size: tuple[int, int] | None,
     objects: _Objects | None,
     tile: bool = False,
-) -> Image.Image:
+    on_device: bool = False,
+) -> Image.Image | torch.Tensor:
     """One picture: a detected object's has its box drawn, a segmentation target's the outline of its
-    region; with --style boxes every object of the photo shares one picture."""
+    region; with --style boxes every object of the photo shares one picture. `on_device`: a plain
+    picture (no box, no outline) comes back as a tensor on the photo's device, to be encoded there."""
     style = options.style
     if tile and style not in TILE_STYLES:
         style = "overlay"
@@ -545,7 +548,9 @@ def _draw(
             alpha=options.alpha,
             font=options.font,
         )
-    drawn = render.show_on_photo(
+    plain = picture.region is None and picture.box is None and not tile
+    drawing = render.draw_on_device if on_device and plain else render.show_on_photo
+    drawn = drawing(
         photo,
         raws[picture.method][picture.k],
         box,

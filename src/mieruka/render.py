@@ -170,25 +170,56 @@ def show_on_photo(
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
     maps = normalize(raw[None])[0][0]
-    if style == "panel":
-        photo, box = shrink(to_image(photo), box, PANEL_PIXELS)
     if maps.device.type == "cpu" and style in ("overlay", "heatmap") and _upsamples(maps, box):
         photo = to_image(photo)
         if style == "heatmap":
             return heatmap_image(photo.size, maps, box, colormap=colormap)
         picture = overlay_image(photo, maps, box, colormap=colormap, alpha=alpha)
-    else:
-        if isinstance(photo, Image.Image):
-            photo = pil_to_tensor(photo)
-        photo = photo.to(maps.device)
-        on_photo, inside = to_photo(maps[None], box, (photo.shape[-1], photo.shape[-2]))
-        drawn = draw(
-            photo, on_photo[0], inside, style=style, colormap=colormap, alpha=alpha, title=title, font=font
+        if style in LABELLED and title and label is not False:
+            _label_corner(picture, title, font)
+        return picture
+    return to_image(
+        draw_on_device(
+            photo, raw, box, style=style, colormap=colormap, alpha=alpha, title=title, label=label, font=font
         )
-        picture = to_image(drawn)
+    )
+
+
+def draw_on_device(
+    photo: Image.Image | torch.Tensor,
+    raw: torch.Tensor,
+    box: CropBox,
+    *,
+    style: str = "overlay",
+    colormap: str = "jet",
+    alpha: float = 0.5,
+    title: str = "",
+    label: bool | None = None,
+    font: str | os.PathLike | None = None,
+) -> torch.Tensor:
+    """:func:`show_on_photo` as a (3, H, W) uint8 tensor on the map's device, drawn with tensors there.
+
+    On a GPU the picture then stays there until it is written (:func:`save_image` encodes a JPEG on
+    the device); only the corner with the title goes to the CPU and back, for Pillow's text.
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    maps = normalize(raw[None])[0][0]
+    if style == "panel":
+        photo, box = shrink(to_image(photo), box, PANEL_PIXELS)
+    if isinstance(photo, Image.Image):
+        photo = pil_to_tensor(photo)
+    photo = photo.to(maps.device)
+    on_photo, inside = to_photo(maps[None], box, (photo.shape[-1], photo.shape[-2]))
+    drawn = draw(
+        photo, on_photo[0], inside, style=style, colormap=colormap, alpha=alpha, title=title, font=font
+    )
+    drawn = torch.as_tensor(drawn, device=maps.device)
+    if drawn.shape[0] != 3:  # a panel comes back as an (H, W, 3) array
+        drawn = drawn.permute(2, 0, 1)
     if style in LABELLED and title and label is not False:
-        _label_corner(picture, title, font)
-    return picture
+        _label_corner_tensor(drawn, title, font)
+    return drawn
 
 
 def methods_panel(
@@ -216,15 +247,40 @@ def _label_corner(picture: Image.Image, text: str, font: str | os.PathLike | Non
     The letters are about 1/22 of the photo's short side (14 px at 300 px, 136 px at 3000 px), smaller
     when the text would not fit across; only the corner is converted and composited.
     """
+    placed = _corner_label(picture.size, text, font)
+    if placed is None:
+        return
+    (left, top), layer = placed
+    corner = picture.crop((left, top, left + layer.width, top + layer.height)).convert("RGBA")
+    picture.paste(Image.alpha_composite(corner, layer).convert("RGB"), (left, top))
+
+
+def _label_corner_tensor(picture: torch.Tensor, text: str, font: str | os.PathLike | None) -> None:
+    """:func:`_label_corner` on a (3, H, W) uint8 tensor, in place: only the corner leaves its device."""
+    placed = _corner_label((picture.shape[-1], picture.shape[-2]), text, font)
+    if placed is None:
+        return
+    (left, top), layer = placed
+    rows, columns = slice(top, top + layer.height), slice(left, left + layer.width)
+    corner = to_image(picture[:, rows, columns]).convert("RGBA")
+    labelled = Image.alpha_composite(corner, layer).convert("RGB")
+    picture[:, rows, columns] = pil_to_tensor(labelled).to(picture.device)
+
+
+def _corner_label(
+    size: tuple[int, int], text: str, font: str | os.PathLike | None
+) -> tuple[tuple[int, int], Image.Image] | None:
+    """Where the title goes on a picture of (width, height) `size`, and the RGBA layer to lay there."""
     from PIL import ImageDraw, ImageFont
 
     choice = fonts.choose(text, font)
-    fonts.warn_missing(choice, stacklevel=4)
+    fonts.warn_missing(choice, stacklevel=5)
     text = choice.drawable(text).replace("\n", " ")
-    size = max(12, round(min(picture.size) / 22))
+    width_of, height_of = size
+    size = max(12, round(min(width_of, height_of) / 22))
     pieces = list(fonts.runs(text, choice))
     width = sum(ImageFont.truetype(str(path), size).getlength(piece) for piece, path in pieces)
-    room = picture.width - size  # a margin of size / 2 on either side
+    room = width_of - size  # a margin of size / 2 on either side
     if width > room > 0:
         size = max(6, int(size * room / width))
     faces = [(piece, ImageFont.truetype(str(path), size)) for piece, path in pieces]
@@ -232,19 +288,18 @@ def _label_corner(picture: Image.Image, text: str, font: str | os.PathLike | Non
     ascent = max(face.getmetrics()[0] for _, face in faces)
     descent = max(face.getmetrics()[1] for _, face in faces)
     margin, padding = size // 2, max(2, round(size * 0.3))
-    right = min(picture.width, margin + round(width) + 2 * padding)
-    bottom = min(picture.height, margin + ascent + descent + 2 * padding)
+    right = min(width_of, margin + round(width) + 2 * padding)
+    bottom = min(height_of, margin + ascent + descent + 2 * padding)
     if right <= margin or bottom <= margin:
-        return
-    corner = picture.crop((margin, margin, right, bottom)).convert("RGBA")
-    layer = Image.new("RGBA", corner.size, (0, 0, 0, 0))
+        return None
+    layer = Image.new("RGBA", (right - margin, bottom - margin), (0, 0, 0, 0))
     pen = ImageDraw.Draw(layer)
-    pen.rounded_rectangle((0, 0, corner.width - 1, corner.height - 1), radius=padding, fill=(0, 0, 0, 150))
+    pen.rounded_rectangle((0, 0, layer.width - 1, layer.height - 1), radius=padding, fill=(0, 0, 0, 150))
     x = padding
     for piece, face in faces:
         pen.text((x, padding + ascent), piece, font=face, fill=(255, 255, 255, 255), anchor="ls")
         x += face.getlength(piece)
-    picture.paste(Image.alpha_composite(corner, layer).convert("RGB"), (margin, margin))
+    return (margin, margin), layer
 
 
 # ---- the CPU path: Pillow's C kernels on the photo's own pixels ---------------------------------
@@ -471,13 +526,33 @@ def save_image(
     """Write an RGB picture as PNG or JPEG by the path's suffix, atomically.
 
     JPEG encodes a 12-megapixel overlay about 15x faster than PNG (zlib is the cost even at its
-    fastest level), so folder runs of large photos can choose it with ``--format jpg``.
+    fastest level), so folder runs of large photos can choose it with ``--format jpg``. A JPEG of a
+    picture on a GPU is encoded there (:func:`encode_jpeg_on_device`).
     """
     if Path(path).suffix.lower() in (".jpg", ".jpeg"):
         with atomic_open(path) as stream:
-            to_image(image).save(stream, format="JPEG", quality=quality)
+            if isinstance(image, torch.Tensor) and image.device.type == "cuda":
+                stream.write(encode_jpeg_on_device(image, quality))
+            else:
+                to_image(image).save(stream, format="JPEG", quality=quality)
         return Path(path)
     return save_png(image, path)
+
+
+def encode_jpeg_on_device(picture: torch.Tensor, quality: int = 92) -> bytes:
+    """A (3, H, W) uint8 picture as JPEG bytes, encoded where it lies (nvJPEG on a GPU).
+
+    Only the compressed file crosses to the CPU: about a twentieth of the pixels' bytes, and the
+    encoding (the CPU's largest cost per picture in a folder run with --format jpg) is done by the GPU.
+    """
+    import warnings
+
+    from torchvision.io import encode_jpeg
+
+    with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec; the encoder is the same
+        warnings.simplefilter("ignore")
+        encoded = encode_jpeg(picture.contiguous(), quality=quality)
+    return encoded.cpu().numpy().tobytes()
 
 
 def save_png(
