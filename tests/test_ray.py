@@ -200,6 +200,7 @@ def test_the_command_on_ray_writes_what_a_local_run_writes(
                   "--num-workers", "2", *flags)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert f"{PHOTOS} of {PHOTOS} image(s) explained at layer layer4 on Ray (2 worker(s))" in run.stdout
+    assert "(results.jsonl, report.html)" in run.stdout and (tmp_path / "ray" / "report.html").is_file()
     local = mieruka("explain", photos, "--out", tmp_path / "local", *flags)
     assert local.returncode == 0, local.stderr
     records = [json.loads(line) for line in (tmp_path / "ray" / "results.jsonl").read_text().splitlines()]
@@ -222,6 +223,39 @@ def test_the_command_on_ray_writes_what_a_local_run_writes(
             np.load(tmp_path / "ray" / mine["map"]), np.load(tmp_path / "local" / theirs["map"]), atol=1e-6
         )
     assert not list((tmp_path / "ray").rglob("*.part"))
+
+
+@needs_ray
+def test_sigterm_stops_a_ray_run_as_it_stops_a_local_one(weights, tmp_path):
+    """A scheduler's SIGTERM: exit status 130 and one line, no Ray stack dump, no half-written file,
+    and results.jsonl listing what was written (so --overwrite can replace it)."""
+    import signal
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(400):  # enough that the run is still going when the first picture is written
+        Image.fromarray(np.full((64, 64, 3), i % 256, dtype=np.uint8)).save(folder / f"p{i:03d}.png")
+    out = tmp_path / "out"
+    code = "import sys; from mieruka.cli import main; sys.exit(main(sys.argv[1:]))"
+    flags = ["explain", folder, "--out", out, "--engine", "ray", "--num-workers", "1", "--no-report", "-q"]
+    flags += ["--model", "resnet18", "--weights", weights, "--batch-size", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, flags)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and not list(out.glob("*.png")):
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before the signal"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "mieruka: interrupted" and "SIGTERM received" not in stderr
+    assert not list(out.rglob("*.part"))
+    listed = [json.loads(line)["output"] for line in (out / "results.jsonl").read_text().splitlines()]
+    assert 0 < len(listed) < 400 and sorted(listed) == sorted(p.name for p in out.glob("*.png"))
 
 
 @needs_ray

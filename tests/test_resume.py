@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,6 +148,18 @@ def test_shards_hold_the_librarys_maps(dataset, uninterrupted):
         np.testing.assert_allclose(found.astype(np.float32), expected, atol=1e-3)
 
 
+def test_a_shard_holds_shard_size_photos_whatever_the_batch_size(dataset, tmp_path):
+    out = tmp_path / "out"
+    model = [*dataset["model"][:-1], "3"]  # batches of 3 photos, shards of 4
+    run = mieruka(dataset["photos"], "--out", out, *model, "-q", "--format", "npy", "--shard-size", "4")
+    assert run.returncode == 0, run.stderr
+    rows = [np.load(path, mmap_mode="r").shape[0] for path in sorted(out.glob("maps-*.npy"))]
+    assert rows == [4] * (PHOTOS // 4) + [PHOTOS % 4]
+    assert sorted((r["shard"], r["row"]) for r in by_photo(out).values()) == [
+        (f"maps-{i // 4:05d}.npy", i % 4) for i in range(PHOTOS)
+    ]
+
+
 def test_resume_with_other_settings_is_refused_in_one_line(dataset, uninterrupted, tmp_path):
     out = uninterrupted["png"]
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
@@ -163,6 +176,19 @@ def test_resume_with_other_settings_is_refused_in_one_line(dataset, uninterrupte
     run = mieruka(dataset["photos"], "--out", out, "--resume", "--overwrite")
     assert run.returncode == 2 and "exclude each other" in run.stderr
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # untouched
+
+
+def test_a_torn_last_line_neither_blocks_resume_nor_overwrite(dataset, uninterrupted, tmp_path):
+    """A power cut or a full disk can leave half a line: --resume drops it and finishes the run, and
+    --overwrite replaces the run; neither asks the user to edit results.jsonl."""
+    for flag in ("--resume", "--overwrite"):
+        out = tmp_path / flag.strip("-")
+        shutil.copytree(uninterrupted["png"], out)
+        with (out / "results.jsonl").open("a") as stream:
+            stream.write('{"file": "' + str(dataset["photos"] / "b" / "p00.png") + '", "task": "clas')
+        run = mieruka(dataset["photos"], "--out", out, *dataset["model"], "-q", flag)
+        assert run.returncode == 0, run.stderr
+        assert sorted(by_photo(out)) == sorted(by_photo(uninterrupted["png"]))
 
 
 def test_resume_drops_a_torn_line_and_missing_pictures(dataset, tmp_path):

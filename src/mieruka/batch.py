@@ -167,6 +167,10 @@ def explain_files(
                     if shards is not None:
                         shards.add(by_method, row, results[index].records)
                         held.append((results[index], []))
+                        if shards.full():  # exactly `size` photos a shard, whatever the batch size
+                            shards.write()
+                            pending.extend(held)
+                            held.clear()
                         continue
                     raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
                     job = writers.submit(
@@ -184,10 +188,6 @@ def explain_files(
             for item in batch:
                 if item[3] is not None:
                     (held if shards is not None else pending).append((results[item[0]], []))
-            if shards is not None and shards.full():
-                shards.write()
-                pending.extend(held)
-                held.clear()
             # Hand back what is written while the next batch runs on the model; wait when drawing
             # lags two batches behind, so photos never pile up in memory.
             while pending and (len(pending) > 2 * batch_size or all(job.done() for job in pending[0][1])):

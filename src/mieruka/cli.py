@@ -693,7 +693,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if earlier is not None and not args.overwrite and not args.resume and not earlier.replaceable:
         raise ValueError(
             f"{out_dir} holds the results of an earlier run ({RESULTS}): "
-            "pass --resume to finish that run, --overwrite to replace it, or choose another --out"
+            + ("pass --resume to finish that run, " if args.engine != "ray" else "")
+            + "--overwrite to replace it, or choose another --out"
         )
 
     loaded, device = _load(args)
@@ -877,8 +878,8 @@ def _stop_on_sigterm() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    finally:  # None: a handler set outside Python (Ray's), which cannot be put back
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _interrupt(signum, frame) -> None:
@@ -1170,6 +1171,7 @@ def _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_n
     import ray
 
     from .batch import RenderOptions
+    from .outputs import REPORT
     from .scale.ray import FolderWriter, ModelSpec, connect, explain_dataset
 
     def absolute(value):  # the actors do not run in this folder
@@ -1202,45 +1204,52 @@ def _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_n
     places = {str(path.resolve()): place for path, place in found}
     connect(args.address, num_cpus=workers if not args.address and workers > (os.cpu_count() or 1) else None)
     try:
-        rows = explain_dataset(
-            ray.data.from_items([{"path": path} for path in names]),
-            spec,
-            methods=methods,
-            layer=layer_names,
-            target=target,
-            top_k=args.top_k,
-            cam_options={
-                "eigen_smooth": args.eigen_smooth,
-                "aug_smooth": args.aug_smooth,
-                "score_channels": args.score_channels,
-                "layout": None if args.layout in (None, "auto") else args.layout,
-                "prefix_tokens": args.prefix_tokens,
-                "grid": args.grid,
-            },
-            render=options if pictures else None,
-            batch_size=args.batch_size,
-            concurrency=workers,
-            num_gpus=1 if args.device == "cuda" else 0,
-        )
-        writer = FolderWriter(
-            out_dir, places=places, names=names, save_maps=args.save_maps or not pictures,
-            several_methods=len(methods) > 1,
-        )  # fmt: skip
-        progress = _Progress(len(names), enabled=not args.quiet and not args.json)
-        failures, done, started = [], set(), time.perf_counter()
-        for row in rows.iter_rows():
-            record = writer.add(row)
-            if row["path"] not in done:
-                done.add(row["path"])
-                progress.advance(1)
-            if "error" in record:
-                failures.append(record["error"])
+        with _stop_on_sigterm():  # a scheduler's SIGTERM stops the run as Ctrl-C does
+            rows = explain_dataset(
+                ray.data.from_items([{"path": path} for path in names]),
+                spec,
+                methods=methods,
+                layer=layer_names,
+                target=target,
+                top_k=args.top_k,
+                cam_options={
+                    "eigen_smooth": args.eigen_smooth,
+                    "aug_smooth": args.aug_smooth,
+                    "score_channels": args.score_channels,
+                    "layout": None if args.layout in (None, "auto") else args.layout,
+                    "prefix_tokens": args.prefix_tokens,
+                    "grid": args.grid,
+                },
+                render=options if pictures else None,
+                batch_size=args.batch_size,
+                concurrency=workers,
+                num_gpus=1 if args.device == "cuda" else 0,
+            )
+            writer = FolderWriter(
+                out_dir, places=places, names=names, save_maps=args.save_maps or not pictures,
+                several_methods=len(methods) > 1,
+            )  # fmt: skip
+            progress = _Progress(len(names), enabled=not args.quiet and not args.json)
+            failures, done, started = [], set(), time.perf_counter()
+            order = [str(path) for path, _ in found]
+            try:
+                for row in rows.iter_rows():
+                    record = writer.add(row)
+                    if row["path"] not in done:
+                        done.add(row["path"])
+                        progress.advance(1)
+                    if "error" in record:
+                        failures.append(record["error"])
+                        progress.clear()
+                        print(f"mieruka: error: {record['error']}", file=sys.stderr)
+                    elif args.json:
+                        print(json.dumps(record, ensure_ascii=False))
+            except KeyboardInterrupt:  # what was written is listed, so --overwrite can replace it
                 progress.clear()
-                print(f"mieruka: error: {record['error']}", file=sys.stderr)
-            elif args.json:
-                print(json.dumps(record, ensure_ascii=False))
-        progress.clear()
-        results = writer.close(order=[str(path) for path, _ in found])
+                writer.close(order=order)
+                raise
+            progress.clear()
+            results = writer.close(order=order)
     finally:
         ray.shutdown()
     if loaded.random_weights:
@@ -1252,7 +1261,8 @@ def _explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_n
     if not args.quiet and not args.json:
         print(
             f"{len(names) - len(failures)} of {len(names)} image(s) explained at layer {layer_names} on Ray "
-            f"({workers} worker(s)) in {time.perf_counter() - started:.1f} s -> {out_dir}/ ({results.name})"
+            f"({workers} worker(s)) in {time.perf_counter() - started:.1f} s -> {out_dir}/ "
+            f"({results.name}{', ' + REPORT if report else ''})"
             + (f"; {len(failures)} failed:" if failures else "")
         )
         for failure in failures:

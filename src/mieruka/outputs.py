@@ -166,13 +166,18 @@ def read_records(
     consequence: str = "so the files of that run are unknown; remove them yourself or choose another output folder",
 ) -> Iterator[dict]:
     """The records of a results.jsonl, one dict a line; a line that is not one is an error that says
-    which line, and `consequence`."""
-    for number, line in enumerate(results.read_text(encoding="utf-8").splitlines(), 1):
+    which line, and `consequence`. A torn last line (no newline, not JSON: a write that a power cut or
+    a full disk cut short) is left out, as ``--resume`` drops it."""
+    text = results.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
+            if number == len(lines) and not text.endswith("\n"):
+                return  # torn
             record = None
         if not isinstance(record, dict):
             raise ValueError(f"{results}: line {number} is not a mieruka record, {consequence}")
