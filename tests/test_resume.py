@@ -74,7 +74,10 @@ def by_photo(out: Path) -> dict[str, dict]:
 def interrupt(args: list, out: Path, how: signal.Signals, lines: int) -> None:
     """Start a folder run, wait until results.jsonl holds `lines` lines, then send `how`."""
     process = subprocess.Popen(
-        command(*args, "--out", out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command(*args, "--out", out),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_default_sigint,
     )
     results = out / "results.jsonl"
     deadline = time.monotonic() + 300
@@ -89,6 +92,12 @@ def interrupt(args: list, out: Path, how: signal.Signals, lines: int) -> None:
     assert 0 < results.read_bytes().count(b"\n") < PHOTOS, "interrupted partway"
     if how != signal.SIGKILL:  # a run stopped by Ctrl-C or SIGTERM removes what it was writing
         assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+
+
+def _default_sigint() -> None:
+    """Ctrl-C's usual meaning in the child even when the suite runs as a background job, whose
+    children start with SIGINT ignored (POSIX), so that Python would never raise KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def maps_of(out: Path) -> dict[str, np.ndarray]:
