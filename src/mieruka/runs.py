@@ -139,7 +139,7 @@ def _read_settings(out_dir: Path) -> dict:
         ) from None
     if not isinstance(recorded, dict):
         raise ValueError(
-            f"--resume: {out_dir} has no {RUN} (a run by mieruka before 0.2, or not a folder run), so its "
+            f"--resume: {out_dir} has no {RUN} (a run by mieruka before 0.2, a run with --engine ray, or not a folder run), so its "
             "settings are unknown: choose another --out, or pass --overwrite instead of --resume"
         )
     return recorded
