@@ -36,15 +36,9 @@ def thumbnail(picture: Image.Image, longest: int = THUMB_PIXELS) -> Image.Image:
 
 def view_photo(photo: Image.Image, box: CropBox, longest: int = VIEW_PIXELS) -> tuple[Image.Image, CropBox]:
     """The photo at most `longest` pixels on its long side, and `box` in its pixels."""
-    from ..images import CropBox
+    from ..render import shrink  # torch: only where a map is drawn
 
-    scale = min(1.0, longest / max(photo.size))
-    if scale >= 1.0:
-        return photo, box
-    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-    small = photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    sx, sy = size[0] / photo.width, size[1] / photo.height
-    return small, CropBox(box.left * sx, box.top * sy, box.right * sx, box.bottom * sy)
+    return shrink(photo, box, longest)
 
 
 def heat_layer(raw: torch.Tensor, box: CropBox, size: tuple[int, int], colormap: str) -> Image.Image | None:
