@@ -268,7 +268,7 @@ def _read(path: Path) -> dict[str, tuple[list[Box], Path | None]]:
     if not path.is_file():
         raise BoxesError(f"{path}: no such boxes file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as Excel writes, is not data
     except (OSError, UnicodeDecodeError) as error:
         raise BoxesError(f"{path}: cannot read this boxes file ({error})") from None
     if path.suffix.lower() == ".csv":
