@@ -92,6 +92,9 @@ def interrupt(args: list, out: Path, how: signal.Signals, lines: int) -> None:
     assert 0 < results.read_bytes().count(b"\n") < PHOTOS, "interrupted partway"
     if how != signal.SIGKILL:  # a run stopped by Ctrl-C or SIGTERM removes what it was writing
         assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
+        # and lists every picture it finished, so no later run (even in another format) leaves orphans
+        listed = {record.get("output") for record in records(out)}
+        assert {p.relative_to(out).as_posix() for p in out.rglob("*.png")} <= listed
 
 
 def _default_sigint() -> None:

@@ -141,59 +141,65 @@ def explain_files(
         namer.reserve(name)
         if name.startswith(assets.PHOTOS + "/"):
             views.reserve(name[len(assets.PHOTOS) + 1 :])
-    with ThreadPoolExecutor(max_workers=2) as writers:
-        pending: list[tuple[ImageResult, list[Future]]] = []
-        held: list[tuple[ImageResult, list[Future]]] = []  # shards: photos waiting for their shard
-        for batch in loader:
-            readable = [item for item in batch if item[3] is None]
-            results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
-            for good in _same_size(readable):  # photos kept whole (detectors) come in many sizes
-                inputs = torch.stack([item[1] for item in good]).to(device, non_blocking=True)
-                by_method = cam.compare(
-                    inputs, methods, targets, top_k=top_k if top_k and top_k > 1 else None
+    pending: list[tuple[ImageResult, list[Future]]] = []  # photos handed to the writers, in order
+    held: list[tuple[ImageResult, list[Future]]] = []  # shards: photos waiting for their shard
+
+    def hand_over(batch: list, writers: ThreadPoolExecutor) -> None:
+        """Run one batch through the model and give each photo's pictures to the writers (pending);
+        with shards, hold each photo until its shard is written."""
+        readable = [item for item in batch if item[3] is None]
+        results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
+        for good in _same_size(readable):  # photos kept whole (detectors) come in many sizes
+            inputs = torch.stack([item[1] for item in good]).to(device, non_blocking=True)
+            by_method = cam.compare(inputs, methods, targets, top_k=top_k if top_k and top_k > 1 else None)
+            centres = {method: centre_energy(result.maps).tolist() for method, result in by_method.items()}
+            for row, (index, _, photo, _) in enumerate(good):
+                size = (photo.shape[-1], photo.shape[-2]) if photo is not None else None  # maps only: none
+                box = loaded.preprocess.crop_box(size) if size is not None else None
+                plan = _Plan(places[index], box, size, {m: values[row] for m, values in centres.items()})
+                pictures, report = _plan_one(
+                    loaded, by_method, row, plan, out_dir, (namer, views), options, results[index]
                 )
-                centres = {
-                    method: centre_energy(result.maps).tolist() for method, result in by_method.items()
-                }
-                for row, (index, _, photo, _) in enumerate(good):
-                    size = (
-                        (photo.shape[-1], photo.shape[-2]) if photo is not None else None
-                    )  # maps only: none
-                    box = loaded.preprocess.crop_box(size) if size is not None else None
-                    plan = _Plan(places[index], box, size, {m: values[row] for m, values in centres.items()})
-                    pictures, report = _plan_one(
-                        loaded, by_method, row, plan, out_dir, (namer, views), options, results[index]
-                    )
-                    if shards is not None:
-                        shards.add(by_method, row, results[index].records)
-                        held.append((results[index], []))
-                        if shards.full():  # exactly `size` photos a shard, whatever the batch size
-                            shards.write()
-                            pending.extend(held)
-                            held.clear()
-                        continue
-                    raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
-                    job = writers.submit(
-                        _draw_and_write,
-                        photo.to(device, non_blocking=True),
-                        raws,
-                        box,
-                        pictures,
-                        options,
-                        tuple(inputs.shape[-2:]),
-                        _objects(next(iter(by_method.values())), row),
-                        report,
-                    )
-                    pending.append((results[index], [job]))
-            for item in batch:
-                if item[3] is not None:
-                    (held if shards is not None else pending).append((results[item[0]], []))
-            # Hand back what is written while the next batch runs on the model; wait when drawing
-            # lags two batches behind, so photos never pile up in memory.
-            while pending and (len(pending) > 2 * batch_size or all(job.done() for job in pending[0][1])):
-                yield _finish(*pending.pop(0))
-            if on_progress:
-                on_progress(len(batch))
+                if shards is not None:
+                    shards.add(by_method, row, results[index].records)
+                    held.append((results[index], []))
+                    if shards.full():  # exactly `size` photos a shard, whatever the batch size
+                        shards.write()
+                        pending.extend(held)
+                        held.clear()
+                    continue
+                raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
+                job = writers.submit(
+                    _draw_and_write,
+                    photo.to(device, non_blocking=True),
+                    raws,
+                    box,
+                    pictures,
+                    options,
+                    tuple(inputs.shape[-2:]),
+                    _objects(next(iter(by_method.values())), row),
+                    report,
+                )
+                pending.append((results[index], [job]))
+        for item in batch:
+            if item[3] is not None:
+                (held if shards is not None else pending).append((results[item[0]], []))
+
+    with ThreadPoolExecutor(max_workers=2) as writers:
+        try:
+            for batch in loader:
+                hand_over(batch, writers)
+                # Hand back what is written while the next batch runs on the model; wait when drawing
+                # lags two batches behind, so photos never pile up in memory.
+                while pending and (len(pending) > 2 * batch_size or all(job.done() for job in pending[0][1])):
+                    yield _finish(*pending.pop(0))
+                if on_progress:
+                    on_progress(len(batch))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what the writers were given is finished and
+            # handed back before the interruption goes on, so the caller's log lists every file written
+            for done in pending:
+                yield _finish(*done)
+            raise
         if shards is not None:
             shards.write()
             pending.extend(held)
