@@ -46,7 +46,9 @@ def test_the_three_layouts_read_the_same(tmp_path):
 
 def test_a_byte_order_mark_as_spreadsheets_write_is_not_part_of_the_header(tmp_path):
     (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbfphoto,x0,y0,x1,y1\r\ncat.jpg,10,20,110,220\r\n")
-    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"cat.jpg": [[10, 20, 110, 220]]}).encode())
+    (tmp_path / "bom.json").write_bytes(
+        b"\xef\xbb\xbf" + json.dumps({"cat.jpg": [[10, 20, 110, 220]]}).encode()
+    )
     expected = {"cat.jpg": [(10.0, 20.0, 110.0, 220.0)]}
     assert read_boxes(tmp_path / "excel.csv") == read_boxes(tmp_path / "bom.json") == expected
 

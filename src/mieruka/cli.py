@@ -1612,6 +1612,8 @@ def run_methods() -> int:
         "\nGradient methods and eigencam share one forward/backward pass; pick several with --method a,b,c."
         "\nThe CAM family runs at a layer of any model (CNN or transformer); attention methods (rollout, gae) "
         "need a timm ViT-family model (ViT, DeiT, DINOv2, BEiT, EVA). 'all' adds them where they apply."
+        "\nOn a transformer whose head reads the class token, hirescam, layercam, rollout and gae follow the "
+        "tokens it reads; gradcam shows what each token would add if read (README: 'Which method to trust')."
     )
     return 0
 
