@@ -1,0 +1,189 @@
+"""What every subcommand shares: loading the model the flags name, the device, progress, stopping on a signal."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def device_from_flag(name: str):
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available; use --device cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("--device mps: MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+def load_from_flags(args, shapes_only: bool = False):
+    """The model the flags name; `shapes_only` (listing layers) needs no trained weights."""
+    from ..models import DEFAULT_MODEL, load_model
+
+    if args.num_classes is not None and args.num_classes < 0:
+        raise ValueError(
+            f"--num-classes must be 0 or more (0: timm models without a head), got {args.num_classes}"
+        )
+    device = device_from_flag(args.device)
+    untrained = args.random_weights or (
+        shapes_only and args.weights is None and args.model not in (None, DEFAULT_MODEL)
+    )
+    loaded = load_model(
+        args.model,
+        args.weights,
+        num_classes=args.num_classes,
+        labels=args.labels,
+        trust_checkpoint=args.trust_checkpoint,
+        random_weights=untrained,
+        device=device,
+    )
+    return loaded, device
+
+
+def warn_if_random(loaded, what: str = "its predictions and maps") -> None:
+    """Every run of an untrained network says so, last, where it cannot be missed."""
+    if loaded.random_weights:
+        print(
+            f"mieruka: warning: {loaded.name} ran with random weights (--random-weights): {what} mean nothing",
+            file=sys.stderr,
+        )
+
+
+def dummy_input(loaded, device):
+    import torch
+
+    width, height = loaded.preprocess.crop_size((512, 512))
+    parameter = next((p for p in loaded.model.parameters() if p.is_floating_point()), None)
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    return torch.zeros(1, 3, height, width, device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (`kill`, a scheduler's stop) ends the run as Ctrl-C does: the picture being written is
+    removed, not left half-written, and results.jsonl is closed on a whole line."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set it
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:  # None: a handler set outside Python (Ray's), which cannot be put back
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def check_files_exist(args) -> None:
+    """Files the flags name, and a writable output folder: checked before anything heavy loads."""
+    for flag, value in (
+        ("--labels", args.labels),
+        ("--font", getattr(args, "font", None)),
+        ("--reference", getattr(args, "reference", None)),
+    ):
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"{flag} {value}: no such file")
+    if args.weights is not None and Path(args.weights).suffix and not Path(args.weights).exists():
+        raise ValueError(f"--weights {args.weights}: no such file")
+    existing = Path(args.out).resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {args.out}: {existing} is a file, not a folder: choose another --out")
+    if not _can_write_in(existing):
+        raise ValueError(
+            f"--out {args.out}: cannot write there ({existing} is not a writable folder): "
+            "choose another --out"
+        )
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be made in `folder`, by making one (gone once closed): os.access alone
+    tells root yes where nothing can be written, such as /proc, and the run would fail at its end."""
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def parse_target(text: str | None, labels):
+    if text is None:
+        return None
+    from ..targets import class_index
+
+    index = class_index(text, labels)
+    if labels is not None and not 0 <= index < len(labels):
+        raise ValueError(f"--target {text}: the model has {len(labels)} classes (0 to {len(labels) - 1})")
+    return index
+
+
+class Progress:
+    """One line of progress on stderr, only when it is a terminal: photos done (for folders) and the
+    method running now, with the extra passes of Score-CAM and Ablation-CAM."""
+
+    def __init__(self, total: int, enabled: bool, show_photos: bool = True) -> None:
+        self.total, self.done = total, 0
+        self.enabled = enabled and sys.stderr.isatty()
+        self.show_photos = show_photos
+        self.started = time.perf_counter()
+        self.method = ""
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        self.method = ""
+        self._draw()
+
+    def stage(self, method: str, done: int, total: int) -> None:
+        """For CAM(progress=...): `method` has done `done` of `total` steps."""
+        self.method = f"{method} {done}/{total}" if total > 1 else f"{method}..."
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self.enabled:
+            return
+        parts = []
+        if self.show_photos:
+            filled = int(30 * self.done / self.total)
+            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+            parts.append(f"[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {rate:.1f} img/s")
+        if self.method:
+            parts.append(self.method)
+        if parts:
+            sys.stderr.write("\r\033[K" + "  ".join(parts))
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+def installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mieruka")
+    except PackageNotFoundError:
+        return "0+unknown"
