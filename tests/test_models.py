@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
+import types
 import warnings
 
 import pytest
@@ -101,6 +104,35 @@ def test_pickled_model_needs_explicit_trust(tmp_path, finetuned):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model(x))
+
+
+def _pickled_elsewhere(tmp_path, module_name: str):
+    """A whole model pickled with its class in `module_name`, then that class gone: as a model saved
+    from someone's script or package and loaded where that code is not."""
+    module = sys.modules.setdefault(module_name, types.ModuleType(module_name))
+    net = type("Net", (torch.nn.Sequential,), {"__module__": module_name})
+    module.Net = net
+    path = tmp_path / f"{module_name}.pt"
+    try:
+        torch.save(net(torch.nn.Conv2d(3, 2, 1)), path)
+    finally:
+        del module.Net
+        if module_name != "__main__":
+            del sys.modules[module_name]
+    return path
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("__main__", "class Net was defined in the script that saved it .* save model.state_dict"),
+        ("my_models_gone", "needs the module 'my_models_gone', .* PYTHONPATH"),
+    ],
+)
+def test_a_pickled_model_whose_code_is_missing_says_what_to_do(tmp_path, module, message):
+    path = _pickled_elsewhere(tmp_path, module)
+    with pytest.raises(ModelError, match=rf"--weights {re.escape(str(path))}: .*{message}"):
+        load_model(None, path, trust_checkpoint=True)
 
 
 def test_not_a_checkpoint(tmp_path):

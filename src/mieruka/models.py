@@ -353,7 +353,7 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
                     f"--weights {path}: holds pickled Python objects (a whole model?), which can run code "
                     "when loaded; rerun with --trust-checkpoint only if you trust its source"
                 ) from None
-            data = torch.load(path, map_location="cpu", weights_only=False)
+            data = _load_pickled_model(path)
         else:
             text = str(error)  # torch's safe unpickler puts the real reason after its own advice
             reason = (
@@ -364,6 +364,29 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
                 f"--weights {path}: not a PyTorch checkpoint, or a damaged one ({reason})"
             ) from None
     return _find_state_dict(data, path)
+
+
+def _load_pickled_model(path: Path) -> Any:
+    """Unpickle a whole model (trusted); its class must be importable here, as when it was saved."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except ImportError as error:
+        raise ModelError(
+            f"--weights {path}: the pickled model needs the module {error.name!r}, which is not importable "
+            "here; add the folder that holds it to PYTHONPATH"
+        ) from None
+    except AttributeError as error:  # pickle: "Can't get attribute 'Net' on <module '__main__' ...>"
+        found = re.search(r"attribute '([\w.]+)' on <module '([\w.]+)'", str(error))
+        name, module = found.groups() if found else ("", "")
+        where = (
+            "the script that saved it"
+            if module.endswith("__main__")
+            else f"module {module!r} when it was saved"
+        )
+        raise ModelError(
+            f"--weights {path}: the pickled model's class {name or '(unknown)'} was defined in {where} and is "
+            "not there now; save model.state_dict() instead and pass the architecture with --model"
+        ) from None
 
 
 def _find_state_dict(data: Any, path: Path) -> dict[str, torch.Tensor] | nn.Module:
