@@ -208,6 +208,16 @@ def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):
         (["--task", "classify", "--reference", "cat.jpg"], "--reference"),
         (["--task", "segment", "--style", "boxes"], "--style boxes"),
         (["--style", "boxes"], "--style boxes"),  # told from the model: a classifier, refused before writing
+        # an option of another task is refused, not ignored: the run would explain something else
+        (
+            ["--direction", "down"],
+            "--direction applies to regression models; this one is explained as classify",
+        ),
+        (["--max-objects", "3"], "--max-objects applies to detect models"),
+        (
+            ["--task", "binary", "--top-k", "2"],
+            "--top-k applies to classify and multilabel models; this one is explained as binary: leave out --top-k",
+        ),
     ],
 )
 def test_task_flags_that_do_not_fit_are_refused_in_one_line(flags, message, tmp_path):

@@ -88,7 +88,7 @@ def explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_na
                 methods=methods,
                 layer=layer_names,
                 target=target,
-                top_k=args.top_k,
+                top_k=args.top_k if task == "classify" else 1,  # multilabel: in its target
                 cam_options={
                     "eigen_smooth": args.eigen_smooth,
                     "aug_smooth": args.aug_smooth,

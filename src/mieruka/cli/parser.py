@@ -65,6 +65,19 @@ LAYERS_EXAMPLES = """examples:
 """
 
 
+# The options that choose a task's targets: their defaults, and the tasks each applies to (a given
+# option that does not apply to the model's task is refused, never ignored)
+TASK_OPTIONS: dict[str, tuple[object, tuple[str, ...]]] = {
+    "target": (None, ("classify", "binary", "multilabel", "regression", "segment", "detect")),
+    "top_k": (1, ("classify", "multilabel")),
+    "threshold": (0.5, ("multilabel",)),
+    "direction": ("up", ("regression",)),
+    "reference": (None, ("embed",)),
+    "min_score": (0.5, ("detect",)),
+    "max_objects": (None, ("detect",)),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mieruka",
@@ -171,21 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--top-k",
         type=int,
-        default=1,
+        default=TASK_OPTIONS["top_k"][0],
         metavar="K",
         help="explain the K most probable classes (multilabel: the K most probable labels) (default: 1)",
     )
     tasks.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
+        default=TASK_OPTIONS["threshold"][0],
         metavar="P",
         help="multilabel: explain each label whose sigmoid probability is at least P (default: %(default)s)",
     )
     tasks.add_argument(
         "--direction",
         choices=["up", "down"],
-        default="up",
+        default=TASK_OPTIONS["direction"][0],
         help="regression: what pushes the output up, or down (default: %(default)s)",
     )
     tasks.add_argument(
@@ -196,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--min-score",
         type=float,
-        default=0.5,
+        default=TASK_OPTIONS["min_score"][0],
         metavar="S",
         help="detect: explain every object detected with at least this score (default: %(default)s)",
     )

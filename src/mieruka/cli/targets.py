@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .common import dummy_input, parse_target
+from .parser import TASK_OPTIONS
 
 
 def task_of(args, loaded, device) -> str:
@@ -37,6 +38,7 @@ def task_target(args, task: str, loaded, device):
     """What explain_files gets as targets for this task and these flags."""
     from ..targets.tasks import default_target
 
+    _refuse_options_of_other_tasks(args, task)
     if task == "classify":
         return parse_target(args.target, loaded.labels)
     if task == "detect":
@@ -52,6 +54,17 @@ def task_target(args, task: str, loaded, device):
         min_score=args.min_score,
         max_objects=args.max_objects,
     )
+
+
+def _refuse_options_of_other_tasks(args, task: str) -> None:
+    """A flag given for another task would be ignored: say so instead of explaining something else."""
+    for dest, (default, tasks) in TASK_OPTIONS.items():
+        if task not in tasks and getattr(args, dest) != default:
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(
+                f"{flag} applies to {' and '.join(tasks)} models; this one is explained as {task}"
+                f"{'' if args.task != 'auto' else ' (read from its output; --task sets it)'}: leave out {flag}"
+            )
 
 
 def _lower_score_threshold(model, min_score: float) -> None:
