@@ -63,7 +63,7 @@ def _refuse_options_of_other_tasks(args, task: str) -> None:
             flag = "--" + dest.replace("_", "-")
             raise ValueError(
                 f"{flag} applies to {' and '.join(tasks)} models; this one is explained as {task}"
-                f"{'' if args.task != 'auto' else ' (read from its output; --task sets it)'}: leave out {flag}"
+                f"{'' if args.task != 'auto' else ' (inferred; --task sets it)'}: leave out {flag}"
             )
 
 
