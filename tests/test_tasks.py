@@ -140,6 +140,7 @@ def test_regression_explains_chosen_outputs_up_or_down(saved, tmp_path):
     assert [(r["index"], r["label"]) for r in found] == [(4, "class 4 (down)"), (1, "class 1 (down)")]
     assert [r["value"] for r in found] == pytest.approx([float(values[4]), float(values[1])], abs=1e-5)
     assert all(r["probability"] is None and "top5" not in r for r in found)
+    assert f"  class 4 (down) (value {float(values[4]):.4g}) -> " in run.stdout  # the number, on screen too
 
 
 def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):

@@ -357,6 +357,24 @@ def _pages_note(sheet) -> str:
     return f", contact sheet: {first}" + (f" to {last}" if last != first else "")
 
 
+_MEASURES = (  # what each task's record says of its target, as the summary shows it
+    ("value", "value {:.4g}"),
+    ("similarity", "similarity {:.3f}"),
+    ("score", "score {:.3f}"),
+    ("area", "{:,} px"),
+)
+
+
+def _measure(record: dict) -> str:
+    """`` (p 0.912)``, `` (value 3.2)``...: the number behind a target other than a class of the top 5."""
+    if record.get("probability") is not None and "top5" not in record:
+        return f" (p {record['probability']:.3f})"
+    for key, shown in _MEASURES:
+        if record.get(key) is not None:
+            return f" ({shown.format(record[key])})"
+    return ""
+
+
 def _print_summary(records: list[dict], out_dir: Path) -> None:
     """The photo's top classes, then each picture as a path from here (records hold it from `out_dir`)."""
     first = records[0]
@@ -375,4 +393,4 @@ def _print_summary(records: list[dict], out_dir: Path) -> None:
             continue
         empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
         note = " (empty map: no positive evidence)" if empty else ""
-        print(f"  {record['label']} -> {out_dir / record['output']}{note}")
+        print(f"  {record['label']}{_measure(record)} -> {out_dir / record['output']}{note}")
