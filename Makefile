@@ -26,10 +26,10 @@ demo: $(VENV)/.installed
 	$(BIN)/mieruka explain samples --out $(OUT) --overwrite
 
 test: $(VENV)/.installed-dev browser
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15
 
 test-quick: $(VENV)/.installed-dev  # no model training, no end-to-end runs of the command
-	$(BIN)/python -m pytest -q -n auto --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

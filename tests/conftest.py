@@ -15,7 +15,7 @@ SAMPLES = ROOT / "samples"
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # `pytest -n N` (make test)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # `pytest -n N --dist loadfile` (make test)
 if _WORKERS > 1:  # the cores are shared out, to this process and the commands it starts
     _THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
     torch.set_num_threads(int(_THREADS))
@@ -171,17 +171,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "slow: trains a model or runs the command end to end; `make test-quick` leaves it out"
     )
     config.addinivalue_line("markers", "browser: drives a real Chromium through Playwright")
-    config.addinivalue_line("markers", "xdist_group(name): tests that pytest-xdist runs in one worker")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = getattr(item, "module", None)
         fixtures = set(getattr(item, "fixturenames", ()))
-        # `pytest -n N --dist loadgroup`: a module's tests share a worker (its fixtures are made once),
-        # and so do all the tests of a model trained for the session, wherever they are
-        trained = sorted(TRAINED & fixtures)
-        item.add_marker(pytest.mark.xdist_group(trained[0] if trained else item.nodeid.split("::")[0]))
         if BROWSER & fixtures:
             item.add_marker(pytest.mark.browser)
         if TRAINED & fixtures or BROWSER & fixtures or (module and module.__name__ in END_TO_END):

@@ -29,7 +29,7 @@ from mieruka.images import Preprocess, decode_image
 from mieruka.maps import normalize, to_photo
 from mieruka.models import LoadedModel
 from mieruka.render import colorize, overlay, show_on_photo, shrink
-from mieruka.serve import Viewer, create_app
+from mieruka.serve import Viewer, create_app, listen
 from mieruka.serve.viewer import DISPLAY_PIXELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +119,16 @@ def levels(data_url: str) -> np.ndarray:
 
 
 # ---- what the page is offered -----------------------------------------------------------------
+
+
+def test_the_address_accepts_connections_as_soon_as_it_is_printed():
+    """The socket listens before the model loads: a browser opened at once waits, never refused."""
+    sock = listen("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sock.getsockname(), timeout=5):
+            pass  # queued by the kernel though nothing accepts yet
+    finally:
+        sock.close()
 
 
 def test_info_lists_the_models_methods_layers_and_classes(client):

@@ -171,8 +171,8 @@ def create_app(
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port) before the model loads, so a busy port is told at once;
-    port 0 takes any free one."""
+    """A socket bound to (host, port) and listening before the model loads, so a busy port is told at
+    once and connections made as soon as the address is printed queue up; port 0 takes any free one."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -183,6 +183,7 @@ def listen(host: str, port: int) -> socket.socket:
         raise OSError(
             f"cannot listen on {host}:{port} ({error.strerror or error}): choose another --port or --host"
         ) from None
+    sock.listen(2048)  # uvicorn's backlog: a browser opened on the printed address waits, never refused
     sock.set_inheritable(True)
     return sock
 
