@@ -140,7 +140,7 @@ def test_regression_explains_chosen_outputs_up_or_down(saved, tmp_path):
     assert [(r["index"], r["label"]) for r in found] == [(4, "class 4 (down)"), (1, "class 1 (down)")]
     assert [r["value"] for r in found] == pytest.approx([float(values[4]), float(values[1])], abs=1e-5)
     assert all(r["probability"] is None and "top5" not in r for r in found)
-    assert f"  class 4 (down) (value {float(values[4]):.4g}) -> " in run.stdout  # the number, on screen too
+    assert f"  class 4 (down), value {float(values[4]):.4g} -> " in run.stdout  # the number, on screen too
 
 
 def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):
@@ -215,6 +215,11 @@ def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):
             "--direction applies to regression models; this one is explained as classify",
         ),
         (["--max-objects", "3"], "--max-objects applies to detect models"),
+        (["--min-score", "0.5"], "--min-score applies to detect models"),  # given, even at its default
+        (
+            ["--reference", SAMPLES / "coffee.jpg", "--target", "3"],
+            "--target applies to every task but embed",
+        ),
         (
             ["--task", "binary", "--top-k", "2"],
             "--top-k applies to classify and multilabel models; this one is explained as binary: leave out --top-k",
@@ -253,6 +258,7 @@ def test_a_detector_saved_as_a_state_dict_is_explained_object_by_object(tmp_path
         )
         assert Image.open(tmp_path / "each" / r["output"]).size == (200, 150)
     assert len({r["output"] for r in found}) == 3  # one picture per object
+    assert f"  {found[0]['label']}, score {found[0]['score']:.3f} -> " in run.stdout
 
     run = mieruka(
         "explain", tmp_path / "small.jpg", *common, "--min-score", "0.01", "--max-objects", "3",
@@ -296,6 +302,7 @@ def test_a_segmenter_saved_as_a_state_dict_explains_the_classes_it_predicts(tmp_
     assert [r["label"] for r in found] == [voc[i] for i in classes]  # names from the weights' metadata
     assert [r["area"] for r in found] == [d["area"] for d in expected.details[0] if d]
     assert sum(r["area"] for r in found) <= 520 * 693
+    assert f"  {found[0]['label']}, area {found[0]['area']:,} px -> " in run.stdout
 
     run = mieruka("explain", tmp_path / "small.jpg", *common, "--target", "cat", "--out", tmp_path / "cat")
     assert run.returncode == 0, run.stderr

@@ -385,7 +385,8 @@ def _load_pickled_model(path: Path) -> Any:
         )
         raise ModelError(
             f"--weights {path}: the pickled model's class {name or '(unknown)'} was defined in {where} and is "
-            "not there now; save model.state_dict() instead and pass the architecture with --model"
+            "not there now: explain it from Python where that class is defined (mieruka.CAM(model)), or, for "
+            "a torchvision or timm architecture, save model.state_dict() and pass the name with --model"
         ) from None
 
 

@@ -20,11 +20,13 @@ from .common import (
     warn_if_random,
 )
 from .on_ray import check_engine, explain_on_ray
+from .parser import with_task_defaults
 from .targets import task_of, task_target
 
 
 def run_explain(args, parser: argparse.ArgumentParser) -> int:
     # Flags and paths are checked before anything heavy is imported: a typo costs a blink.
+    args.task_options = with_task_defaults(args)  # which were given: those of another task are refused
     _check_explain_flags(args)
     from ..methods import METHODS, parse_methods
 
@@ -361,18 +363,21 @@ _MEASURES = (  # what each task's record says of its target, as the summary show
     ("value", "value {:.4g}"),
     ("similarity", "similarity {:.3f}"),
     ("score", "score {:.3f}"),
-    ("area", "{:,} px"),
+    ("area", "area {:,} px"),
 )
 
 
-def _measure(record: dict) -> str:
-    """`` (p 0.912)``, `` (value 3.2)``...: the number behind a target other than a class of the top 5."""
-    if record.get("probability") is not None and "top5" not in record:
-        return f" (p {record['probability']:.3f})"
+def _shown_target(record: dict) -> str:
+    """``class 4 (down), value 0.8``, ``cow, area 1,204 px``, ``similarity 0.873``: a target's label
+    and the number behind it (a class of the top 5 has its probability on the line above)."""
+    label = record["label"]
     for key, shown in _MEASURES:
         if record.get(key) is not None:
-            return f" ({shown.format(record[key])})"
-    return ""
+            number = shown.format(record[key])
+            return number if label == key else f"{label}, {number}"
+    if record.get("probability") is not None and "top5" not in record:
+        return f"{label}, p {record['probability']:.3f}"
+    return label
 
 
 def _print_summary(records: list[dict], out_dir: Path) -> None:
@@ -393,4 +398,4 @@ def _print_summary(records: list[dict], out_dir: Path) -> None:
             continue
         empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
         note = " (empty map: no positive evidence)" if empty else ""
-        print(f"  {record['label']}{_measure(record)} -> {out_dir / record['output']}{note}")
+        print(f"  {_shown_target(record)} -> {out_dir / record['output']}{note}")

@@ -65,8 +65,9 @@ LAYERS_EXAMPLES = """examples:
 """
 
 
-# The options that choose a task's targets: their defaults, and the tasks each applies to (a given
-# option that does not apply to the model's task is refused, never ignored)
+# The options that choose a task's targets: their defaults, and the tasks each applies to. They parse
+# as None (so that a given one is known even at its default: one for another task is refused, never
+# ignored); with_task_defaults() fills them in.
 TASK_OPTIONS: dict[str, tuple[object, tuple[str, ...]]] = {
     "target": (None, ("classify", "binary", "multilabel", "regression", "segment", "detect")),
     "top_k": (1, ("classify", "multilabel")),
@@ -76,6 +77,15 @@ TASK_OPTIONS: dict[str, tuple[object, tuple[str, ...]]] = {
     "min_score": (0.5, ("detect",)),
     "max_objects": (None, ("detect",)),
 }
+
+
+def with_task_defaults(args: argparse.Namespace) -> frozenset[str]:
+    """Fill in the task options left out; returns the ones given on the command line."""
+    given = frozenset(dest for dest in TASK_OPTIONS if getattr(args, dest) is not None)
+    for dest, (default, _) in TASK_OPTIONS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+    return given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,22 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--top-k",
         type=int,
-        default=TASK_OPTIONS["top_k"][0],
+        default=None,
         metavar="K",
-        help="explain the K most probable classes (multilabel: the K most probable labels) (default: 1)",
+        help="explain the K most probable classes (multilabel: the K most probable labels) "
+        f"(default: {TASK_OPTIONS['top_k'][0]})",
     )
     tasks.add_argument(
         "--threshold",
         type=float,
-        default=TASK_OPTIONS["threshold"][0],
+        default=None,
         metavar="P",
-        help="multilabel: explain each label whose sigmoid probability is at least P (default: %(default)s)",
+        help="multilabel: explain each label whose sigmoid probability is at least P "
+        f"(default: {TASK_OPTIONS['threshold'][0]})",
     )
     tasks.add_argument(
         "--direction",
         choices=["up", "down"],
-        default=TASK_OPTIONS["direction"][0],
-        help="regression: what pushes the output up, or down (default: %(default)s)",
+        default=None,
+        help=f"regression: what pushes the output up, or down (default: {TASK_OPTIONS['direction'][0]})",
     )
     tasks.add_argument(
         "--reference",
@@ -209,9 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument(
         "--min-score",
         type=float,
-        default=TASK_OPTIONS["min_score"][0],
+        default=None,
         metavar="S",
-        help="detect: explain every object detected with at least this score (default: %(default)s)",
+        help="detect: explain every object detected with at least this score "
+        f"(default: {TASK_OPTIONS['min_score'][0]})",
     )
     tasks.add_argument(
         "--max-objects",

@@ -58,13 +58,21 @@ def task_target(args, task: str, loaded, device):
 
 def _refuse_options_of_other_tasks(args, task: str) -> None:
     """A flag given for another task would be ignored: say so instead of explaining something else."""
-    for dest, (default, tasks) in TASK_OPTIONS.items():
-        if task not in tasks and getattr(args, dest) != default:
-            flag = "--" + dest.replace("_", "-")
-            raise ValueError(
-                f"{flag} applies to {' and '.join(tasks)} models; this one is explained as {task}"
-                f"{'' if args.task != 'auto' else ' (inferred; --task sets it)'}: leave out {flag}"
-            )
+    from ..targets.tasks import TASKS
+
+    for dest in sorted(args.task_options):
+        tasks = TASK_OPTIONS[dest][1]
+        if task in tasks:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        others = [t for t in TASKS if t not in tasks]
+        applies = (
+            " and ".join(tasks) if len(tasks) <= len(others) else "every task but " + " and ".join(others)
+        )
+        raise ValueError(
+            f"{flag} applies to {applies} models; this one is explained as {task}"
+            f"{'' if args.task != 'auto' else ' (inferred; --task sets it)'}: leave out {flag}"
+        )
 
 
 def _lower_score_threshold(model, min_score: float) -> None:
