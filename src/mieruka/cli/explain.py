@@ -21,7 +21,7 @@ from .common import (
 )
 from .on_ray import check_engine, explain_on_ray
 from .parser import with_task_defaults
-from .targets import task_of, task_target
+from .targets import refuse_options_of_other_tasks, task_of, task_target
 
 
 def run_explain(args, parser: argparse.ArgumentParser) -> int:
@@ -261,8 +261,8 @@ def _check_explain_flags(args) -> None:
         raise ValueError(f"--max-objects must be at least 1, got {args.max_objects}")
     if args.task == "embed" and args.reference is None:
         raise ValueError("--task embed explains the similarity to a reference: pass --reference IMAGE|VECTOR")
-    if args.reference is not None and args.task not in ("auto", "embed"):
-        raise ValueError(f"--reference is for --task embed, not --task {args.task}")
+    if args.task != "auto":  # known now: an option of another task is refused before the model loads
+        refuse_options_of_other_tasks(args, args.task)
     if args.style == "boxes" and args.task not in ("auto", "detect"):
         raise ValueError(f"--style boxes draws detections; it does not apply to --task {args.task}")
     if args.score_channels is not None and args.score_channels < 1:

@@ -38,7 +38,8 @@ def task_target(args, task: str, loaded, device):
     """What explain_files gets as targets for this task and these flags."""
     from ..targets.tasks import default_target
 
-    _refuse_options_of_other_tasks(args, task)
+    if args.task == "auto":  # a task given by --task was checked with the other flags
+        refuse_options_of_other_tasks(args, task)
     if task == "classify":
         return parse_target(args.target, loaded.labels)
     if task == "detect":
@@ -56,7 +57,7 @@ def task_target(args, task: str, loaded, device):
     )
 
 
-def _refuse_options_of_other_tasks(args, task: str) -> None:
+def refuse_options_of_other_tasks(args, task: str) -> None:
     """A flag given for another task would be ignored: say so instead of explaining something else."""
     from ..targets.tasks import TASKS
 
