@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -187,3 +188,20 @@ def installed_version() -> str:
         return version("mieruka")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def render_options(args, report: bool, **changes):
+    """The drawing flags as a `batch.RenderOptions`; `changes` set what this engine draws otherwise."""
+    from ..batch import RenderOptions
+
+    options = RenderOptions(
+        style=args.style,
+        colormap=args.colormap,
+        alpha=args.alpha,
+        save_maps=args.save_maps,
+        format=args.format,
+        label=args.label,
+        font=args.font,
+        report=report,
+    )
+    return replace(options, **changes)

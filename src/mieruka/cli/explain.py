@@ -16,6 +16,7 @@ from .common import (
     dummy_input,
     installed_version,
     load_from_flags,
+    render_options,
     stop_on_sigterm,
     warn_if_random,
 )
@@ -38,7 +39,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     check_files_exist(args)
     check_engine(args)
 
-    from ..batch import RenderOptions, explain_files
+    from ..batch import explain_files
     from ..cam import CAM
     from ..fonts import check_font
     from ..images import find_images_relative
@@ -131,17 +132,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         methods=methods,
         targets=target,
         top_k=args.top_k if task == "classify" else None,
-        options=RenderOptions(
-            style=args.style,
-            colormap=args.colormap,
-            alpha=args.alpha,
-            save_maps=args.save_maps,
-            format=args.format,
-            label=args.label,
-            font=args.font,
-            tile=sheet.layout.tile if sheet is not None else None,
-            report=report,
-        ),
+        options=render_options(args, report, tile=sheet.layout.tile if sheet is not None else None),
         batch_size=args.batch_size,
         workers=args.workers,
         device=device,

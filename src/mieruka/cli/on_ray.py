@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import EXIT_BAD_INPUT, Progress, stop_on_sigterm, warn_if_random
+from .common import EXIT_BAD_INPUT, Progress, render_options, stop_on_sigterm, warn_if_random
 
 
 def check_engine(args) -> None:
@@ -47,7 +47,6 @@ def explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_na
         )
     import ray
 
-    from ..batch import RenderOptions
     from ..outputs import REPORT
     from ..scale.ray import FolderWriter, ModelSpec, connect, explain_dataset
 
@@ -64,15 +63,7 @@ def explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_na
         device=args.device,
     )
     pictures = args.format in ("png", "jpg")  # anything else writes maps only
-    options = RenderOptions(
-        style=args.style,
-        colormap=args.colormap,
-        alpha=args.alpha,
-        format=args.format,
-        label=args.label,
-        font=absolute(args.font),
-        report=report,
-    )
+    options = render_options(args, report, save_maps=False, font=absolute(args.font))  # maps: the writer's
     workers = args.num_workers or 1
     out_dir = Path(args.out)
     if earlier is not None:  # every argument is checked: only now is the earlier run replaced
