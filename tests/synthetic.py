@@ -138,11 +138,12 @@ def train_shape_pairs_net(seed: int = 0, count: int = 800, epochs: int = 4) -> S
         )
 
 
-def build_shapes_vit() -> nn.Module:
-    """A small timm ViT for the 64-pixel shapes: 8 x 8 patches of 8 pixels, a class token read by the head."""
+def build_shapes_vit(**changes) -> nn.Module:
+    """A small timm ViT for the 64-pixel shapes: 8 x 8 patches of 8 pixels, a class token read by the
+    head. `changes` replace its settings (timm's `VisionTransformer` arguments), for recipe studies."""
     from timm.models.vision_transformer import VisionTransformer
 
-    return VisionTransformer(
+    settings = dict(
         img_size=64,
         patch_size=8,
         embed_dim=64,
@@ -153,18 +154,19 @@ def build_shapes_vit() -> nn.Module:
         class_token=True,
         global_pool="token",
     )
+    return VisionTransformer(**(settings | changes))
 
 
-def train_shapes_vit(seed: int = 0, count: int = 4000, epochs: int = 10) -> nn.Module:
-    """Train the ViT with AdamW, a linear warm-up then cosine decay, and random mirroring (the five
-    shapes are mirror-symmetric); about a minute on two CPU cores.
+def train_shapes_vit(seed: int = 0, count: int = 4000, epochs: int = 10, **changes) -> nn.Module:
+    """Train the ViT (`build_shapes_vit(**changes)`) with AdamW, a linear warm-up then cosine decay, and
+    random mirroring (the five shapes are mirror-symmetric); about a minute on two CPU cores.
 
     One thread: its matrices are tiny (65 tokens of 64 channels), so a second thread only adds waiting,
     and the weights come out the same whatever the number of cores.
     """
     torch.manual_seed(seed)
     images, labels, _ = make_shapes(count, seed=seed + 200)
-    model = build_shapes_vit()
+    model = build_shapes_vit(**changes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
     total = epochs * math.ceil(count / BATCH)
     schedule = torch.optim.lr_scheduler.LambdaLR(
