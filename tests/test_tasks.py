@@ -309,6 +309,14 @@ def test_a_segmenter_saved_as_a_state_dict_explains_the_classes_it_predicts(tmp_
     (record,) = records(tmp_path / "cat")
     assert record["label"] == "cat" and record["index"] == 8
 
+    absent = next(i for i in range(1, 21) if i not in classes)  # a class the model predicts nowhere
+    run = mieruka("explain", tmp_path / "small.jpg", *common, "--target", absent, "--out", tmp_path / "no")
+    assert run.returncode == 0, run.stderr
+    (record,) = records(tmp_path / "no")
+    assert record["area"] == 0 and record["empty"] is True
+    assert f"  {voc[absent]}, area 0 px -> " in run.stdout
+    assert "(empty map: the model predicts no pixel of it)" in run.stdout
+
     run = mieruka(
         "explain", tmp_path / "small.jpg", *common, "--target", "unicorn", "--out", tmp_path / "bad"
     )

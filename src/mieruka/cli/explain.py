@@ -389,4 +389,6 @@ def _print_summary(records: list[dict], out_dir: Path) -> None:
             continue
         empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
         note = " (empty map: no positive evidence)" if empty else ""
+        if record.get("area") == 0:  # a segment asked for by name that the model does not predict here
+            note = " (empty map: the model predicts no pixel of it)"
         print(f"  {_shown_target(record)} -> {out_dir / record['output']}{note}")
