@@ -126,14 +126,16 @@ def table(models: dict, cells: dict, baselines: dict) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
+def machine(threads: str | None = None) -> str:
+    """The CPU, its cores, torch's version and the threads used (`threads` when the runs set their own)."""
     cpu = platform.processor() or platform.machine()
     if Path("/proc/cpuinfo").exists():
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    described = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    return described + (threads or f"{torch.get_num_threads()} threads")
 
 
 def report(models: dict, cells: dict, baselines: dict, notes: list[str], count: int) -> str:

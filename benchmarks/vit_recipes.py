@@ -2,10 +2,10 @@
 
 The small ViT of the test suite is retrained with its own recipe and a few common changes (QK
 normalization alone, then with two wider heads or with four register tokens; a wider model; twice the
-epochs), each with several seeds, and every
-run is explained on the same held-out shapes at the automatic layer. The pointing game of Grad-CAM
-beside token-wise methods (HiResCAM, LayerCAM) and attention methods (rollout, GAE) shows which method's
-reading survives a change of recipe or seed. Each run trains on one thread; `--jobs` runs go at once.
+epochs), each with several seeds, and every run is explained on the same held-out shapes at the
+automatic layer. The pointing game of Grad-CAM beside token-wise methods (HiResCAM, LayerCAM) and
+attention methods (rollout, GAE) shows which method's reading survives a change of recipe or seed. Each
+run trains on one thread; `--jobs` runs go at once.
 
     python benchmarks/vit_recipes.py                   # writes benchmarks/results/vit-recipes.md
     python benchmarks/vit_recipes.py --seeds 0,1 --jobs 1
@@ -99,7 +99,7 @@ def report(rows: list[dict], count: int) -> str:
     lines = [
         "# Grad-CAM on a class-token ViT across training recipes and seeds",
         "",
-        localization.machine().replace(f"{torch.get_num_threads()} threads", "1 thread per run"),
+        localization.machine(threads="1 thread per run"),
         datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "",
         f"The test suite's ViT (`synthetic.build_shapes_vit`: 4 blocks, 64 wide, 4 heads, class-token head) "
