@@ -66,20 +66,39 @@ def default_model():
     return load_model()
 
 
+def trained_once(tmp_path_factory, name: str, train, build) -> nn.Module:
+    """`train()` in one process of the run; the other xdist workers wait for its weights and load them
+    into `build()`, instead of each training its own copy."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return train()
+    from filelock import FileLock  # a dependency of torch
+
+    path = tmp_path_factory.getbasetemp().parent / f"{name}.pt"
+    with FileLock(f"{path}.lock"):
+        if not path.exists():
+            model = train()
+            torch.save(model.state_dict(), f"{path}.partial")
+            os.replace(f"{path}.partial", path)
+            return model
+    model = build()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    return model.eval()
+
+
 @pytest.fixture(scope="session")
-def shapes_net():
-    """A small CNN trained on synthetic shapes (about 30 s, once per session)."""
-    from synthetic import train_shapes_net
+def shapes_net(tmp_path_factory):
+    """A small CNN trained on synthetic shapes (about 30 s, once per run)."""
+    from synthetic import ShapesNet, train_shapes_net
 
-    return train_shapes_net()
+    return trained_once(tmp_path_factory, "shapes_net", train_shapes_net, ShapesNet)
 
 
 @pytest.fixture(scope="session")
-def shapes_vit():
-    """A small vision transformer with a class-token head trained on synthetic shapes (once per session)."""
-    from synthetic import train_shapes_vit
+def shapes_vit(tmp_path_factory):
+    """A small vision transformer with a class-token head trained on synthetic shapes (once per run)."""
+    from synthetic import build_shapes_vit, train_shapes_vit
 
-    return train_shapes_vit()
+    return trained_once(tmp_path_factory, "shapes_vit", train_shapes_vit, build_shapes_vit)
 
 
 @pytest.fixture(scope="session")
