@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mieruka import fonts
 from mieruka.fonts import FontError, MissingGlyphsWarning, check_font, choose
 from mieruka.images import Preprocess
 from mieruka.render import methods_panel, panel, show_on_photo
@@ -36,6 +37,31 @@ def test_japanese_gets_the_packaged_font_and_latin_stays_in_dejavu_sans():
     assert [p.name for p in choose("犬", BOLD).paths] == ["DejaVuSans-Bold.ttf", "ipaexg.ttf"]
     choice = choose(f"猫{NO_FONT_HAS}\u0378")  # private use, unassigned
     assert choice.missing == f"{NO_FONT_HAS}\u0378" and choice.drawable(f"猫{NO_FONT_HAS}") == "猫□"
+
+
+def test_korean_gets_nanum_gothic_from_the_korean_extra():
+    """The dev extra installs `mieruka[korean]`; its font is the one Hangul needs after IPAexGothic."""
+    choice = choose("고양이 猫 (p = 0.731)")
+    assert [p.name for p in choice.paths] == ["DejaVuSans.ttf", "ipaexg.ttf", "NanumGothic.ttf"]
+    assert choice.missing == ""
+    assert [path.name for _, path in fonts.runs("고양이 猫", choice)] == [
+        "NanumGothic.ttf",
+        "DejaVuSans.ttf",
+        "ipaexg.ttf",
+    ]
+
+
+def test_without_a_korean_font_the_warning_says_how_to_get_one(monkeypatch):
+    monkeypatch.setattr(fonts, "korean", lambda: None)
+    monkeypatch.setattr(fonts, "_from_system", lambda characters: dict.fromkeys(characters))
+    photo, raw, box = _scene()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        show_on_photo(photo, raw, box, title="고양이")
+        show_on_photo(photo, raw, box, title=f"cat {NO_FONT_HAS}")
+    korean, other = (str(w.message) for w in caught)
+    assert "U+ACE0" in korean and "mieruka[korean]" in korean and "--font" in korean
+    assert "mieruka[korean]" not in other and "--font" in other
 
 
 def _runs(flags: np.ndarray, gap: int = 1) -> list[slice]:
@@ -69,7 +95,8 @@ def _differ(a: np.ndarray, b: np.ndarray) -> bool:
 
 @pytest.mark.parametrize("where", ["title", "column", "method"])
 def test_panels_draw_each_kanji_as_its_own_glyph(where):
-    """犬, 猫, 鳥 and a character no font has, each drawn alone: four different glyphs.
+    """犬, 猫, 鳥, two Hangul syllables and a character no font has, each drawn alone: six different
+    glyphs.
 
     Before fonts.py all four came out as the same missing-glyph box.
     """
@@ -87,7 +114,7 @@ def test_panels_draw_each_kanji_as_its_own_glyph(where):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MissingGlyphsWarning)
-        glyphs = {character: glyph(character) for character in ["犬", "猫", "鳥", NO_FONT_HAS]}
+        glyphs = {character: glyph(character) for character in ["犬", "猫", "鳥", "개", "새", NO_FONT_HAS]}
     for character, ink in glyphs.items():
         assert 5 <= ink.shape[0] <= 20 and 5 <= ink.shape[1] <= 20, (character, ink.shape)  # one glyph
     for (a, first), (b, second) in itertools.combinations(glyphs.items(), 2):
@@ -126,10 +153,11 @@ def test_a_font_file_is_checked_and_used(tmp_path):
         assert regular.shape != bold.shape or not np.array_equal(regular, bold), style
 
 
-def test_drawing_leaves_rcparams_alone_and_never_imports_matplotlib_fontja():
-    """matplotlib-fontja sets rcParams when imported: its font file is used without importing it."""
+def test_drawing_leaves_rcparams_alone_and_never_imports_the_font_packages():
+    """matplotlib-fontja and koreanize-matplotlib set rcParams when imported: their font files are used
+    without importing them."""
     photo = _scene()[0]
     before = {key: matplotlib.rcParams[key] for key in ("font.family", "font.sans-serif")}
-    panel(photo, None, None, "犬  (p = 0.731)", columns=[("猫", photo)])
+    panel(photo, None, None, "犬  (p = 0.731)", columns=[("猫", photo), ("고양이", photo)])
     assert {key: matplotlib.rcParams[key] for key in before} == before
-    assert "matplotlib_fontja" not in sys.modules
+    assert "matplotlib_fontja" not in sys.modules and "koreanize_matplotlib" not in sys.modules

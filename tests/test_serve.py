@@ -167,6 +167,8 @@ def test_fonts_for_labels_are_served(client):
     japanese = client.get("/fonts/ja.ttf")
     assert japanese.status_code == 200 and japanese.content == fonts.japanese().read_bytes()
     assert client.get("/fonts/latin.ttf").status_code == 200
+    korean = client.get("/fonts/ko.ttf")  # the dev extra installs mieruka[korean]
+    assert korean.status_code == 200 and korean.content == fonts.korean().read_bytes()
     assert client.get("/fonts/..%2F..%2Fetc%2Fpasswd").status_code == 404
 
 

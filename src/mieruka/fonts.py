@@ -1,9 +1,10 @@
-"""Fonts that can draw a label: the user's, DejaVu Sans, IPAexGothic for Japanese, then system fonts.
+"""Fonts that can draw a label: the user's, DejaVu Sans, fonts shipped in Python packages (IPAexGothic
+for Japanese; NanumGothic for Korean where `mieruka[korean]` is installed), then system fonts.
 
 Neither matplotlib nor Pillow can draw a character its font lacks: they draw an empty box, and
 matplotlib warns once per glyph. Class names come in any script, so each text gets the fonts whose
 character maps cover its characters, in that order; system fonts are read only for characters the
-first three lack. What no font has is drawn as □ and named in one warning.
+others lack. What no font has is drawn as □ and named in one warning, which says where Hangul comes from.
 
 >>> [path.name for path in choose("犬  (p = 0.912)").paths]
 ['DejaVuSans.ttf', 'ipaexg.ttf']
@@ -24,7 +25,10 @@ from pathlib import Path
 
 from .errors import MierukaError
 
-JAPANESE_PACKAGE = "matplotlib_fontja"  # ships IPAexGothic; importing it would change rcParams
+# Packages that ship a font, and the file: found without importing them (which would set rcParams).
+JAPANESE = ("matplotlib_fontja", "fonts/ipaexg.ttf")  # IPAexGothic, a dependency
+KOREAN = ("koreanize_matplotlib", "fonts/NanumGothic.ttf")  # NanumGothic, the `korean` extra
+KOREAN_EXTRA = "pip install 'mieruka[korean]'"
 MISSING_BOX = "\N{WHITE SQUARE}"  # drawn for a character no font has, in DejaVu Sans
 
 
@@ -67,12 +71,13 @@ def check_font(path: str | os.PathLike, name: str = "font") -> Path:
 
 
 def choose(text: str, font: str | os.PathLike | None = None) -> FontChoice:
-    """The fonts that together draw `text`: `font` (else DejaVu Sans), DejaVu Sans, IPAexGothic, system fonts."""
+    """The fonts that together draw `text`: `font` (else DejaVu Sans), DejaVu Sans, the packaged fonts
+    (IPAexGothic, NanumGothic where installed), system fonts."""
     primary = check_font(font) if font is not None else dejavu_sans()
     paths = [primary]
     wanted = [c for c in dict.fromkeys(text) if unicodedata.category(c) != "Cc"]
     remaining = set(wanted) - _coverage(str(primary))
-    for candidate in (dejavu_sans(), japanese()):
+    for candidate in (dejavu_sans(), japanese(), korean()):
         if remaining and candidate is not None and candidate not in paths:
             covered = remaining & _coverage(str(candidate))
             if covered:
@@ -95,9 +100,11 @@ def warn_missing(choice: FontChoice, stacklevel: int = 3) -> None:
         names = ", ".join(
             f"{c} (U+{ord(c):04X})" if c.isprintable() else f"U+{ord(c):04X}" for c in choice.missing
         )
+        hangul = any(is_hangul(c) for c in choice.missing) and korean() is None
         warnings.warn(
             f"no font has the character(s) {names}: they are drawn as empty boxes; "
-            "pass a font that has them with --font PATH (font= in the library)",
+            + (f"Korean comes with {KOREAN_EXTRA}, or " if hangul else "")
+            + "pass a font that has them with --font PATH (font= in the library)",
             MissingGlyphsWarning,
             stacklevel=stacklevel,
         )
@@ -232,15 +239,33 @@ def dejavu_sans() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
 
 
-@functools.lru_cache(maxsize=1)
 def japanese() -> Path | None:
-    """IPAexGothic from the matplotlib-fontja package, found without importing it (which would set rcParams)."""
-    spec = importlib.util.find_spec(JAPANESE_PACKAGE)
+    """IPAexGothic from the matplotlib-fontja package (a dependency)."""
+    return packaged(*JAPANESE)
+
+
+def korean() -> Path | None:
+    """NanumGothic from the koreanize-matplotlib package, where the `korean` extra is installed."""
+    return packaged(*KOREAN)
+
+
+@functools.lru_cache(maxsize=4)
+def packaged(package: str, file: str) -> Path | None:
+    """A font file shipped inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
     for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / "fonts" / "ipaexg.ttf"
+        path = Path(folder) / file
         if path.is_file():
             return path
     return None
+
+
+HANGUL = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7A3), (0xD7B0, 0xD7FF))
+
+
+def is_hangul(character: str) -> bool:
+    """Korean letters: syllables, jamo and compatibility jamo (the blocks in :data:`HANGUL`)."""
+    return any(low <= ord(character) <= high for low, high in HANGUL)
 
 
 @functools.lru_cache(maxsize=32)

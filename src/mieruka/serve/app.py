@@ -147,7 +147,8 @@ def create_app(
         return JSONResponse(result)
 
     async def font(request: Request) -> Response:
-        path = {"latin.ttf": fonts.dejavu_sans(), "ja.ttf": fonts.japanese()}.get(request.path_params["name"])
+        served = {"latin.ttf": fonts.dejavu_sans(), "ja.ttf": fonts.japanese(), "ko.ttf": fonts.korean()}
+        path = served.get(request.path_params["name"])
         if path is None or not path.is_file():
             return JSONResponse({"error": "no such font"}, status_code=404)
         return FileResponse(path, media_type="font/ttf", headers={"Cache-Control": "max-age=86400"})
