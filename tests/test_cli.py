@@ -570,6 +570,7 @@ def test_a_vision_transformer_end_to_end(tmp_path):
         "--num-classes", "5", "--out", out, "--save-maps",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
+    assert "reads its class token, where gradcam weighs every patch token alike" in run.stderr
     record = _records(out)[0]
     assert record["layer"] == "blocks.11.norm1" and record["layout"] == "tokens: 1 prefix + 14x14"
     assert np.load(out / record["map"]).shape == (14, 14)

@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 
 from mieruka import GradCAM
+from mieruka.layers import class_token_head
 from mieruka.layouts import LayoutError
 from mieruka.targets import TargetError
 
@@ -124,6 +125,22 @@ def test_automatic_layer_and_agreement_with_pytorch_grad_cam(name):
     assert not ours.empty.any()
     theirs = _reference(model, layer, reshape, x, ours.targets)
     assert (_min_max(ours.maps) - theirs).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("build", "reads_class_token"),
+    [
+        (CASES["vit_small_patch16_224"][0], True),
+        (CASES["torchvision vit_b_16"][0], True),
+        (CASES["Hugging Face ViTForImageClassification"][0], True),
+        (lambda: _timm("vit_small_patch16_224", global_pool="avg"), False),  # a class token, pooled patches
+        (CASES["torchvision swin_t"][0], False),
+        (lambda: _torchvision("resnet18"), False),
+    ],
+)
+def test_a_class_token_head_is_told_from_one_that_pools_the_patches(build, reads_class_token):
+    """Where the head reads only the class token the command line says which methods follow it."""
+    assert class_token_head(build(), torch.zeros(1, 3, 224, 224)) is reads_class_token
 
 
 @pytest.mark.parametrize(("height", "width"), [(224, 224), (320, 256), (160, 288)])

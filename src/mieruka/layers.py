@@ -200,18 +200,9 @@ def _transformer_layer(
     last block no gradient at all; there the residual stream entering the last block is the last
     place patches matter: the first layer inside that block (timm's ``blocks[-1].norm1``).
     """
-    pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
-    features = [
-        info
-        for info, out in zip(infos, outputs)
-        if info.calls == 1
-        and info.shape is not None
-        and layout(info.shape, image, info.kind, batch=1) in (TOKENS, CHANNELS_LAST)
-        and id(out) not in pooled
-    ]
-    if not features:
+    last = _last_token_features(infos, outputs, image)
+    if last is None:
         return None
-    last = features[-1]
     if _patches_get_gradient(model, last, inputs, image):
         return last.name
     block = _last_block(infos, image)
@@ -225,6 +216,35 @@ def _transformer_layer(
         for info in infos
         if info.name.startswith(block.name + ".") and info.calls == 1 and info.shape == block.input_shape
     )
+
+
+def class_token_head(model: nn.Module, inputs: torch.Tensor) -> bool:
+    """Whether the model's head reads only its prefix (class) tokens: its last token layer's patch
+    tokens get no gradient. There channel-weighted maps (Grad-CAM) weigh every patch alike and show
+    what each token would add if read, not which tokens the head reads (README: 'Which method to
+    trust on a class-token ViT')."""
+    if not prefix_tokens(model):  # no class token: nothing to check, and no trace to pay for
+        return False
+    infos, outputs, _, frame = _trace(model, inputs[:1])
+    if frame is not None:
+        return False
+    image = (inputs.shape[-2], inputs.shape[-1])
+    last = _last_token_features(infos, outputs, image)
+    return last is not None and not _patches_get_gradient(model, last, inputs[:1], image)
+
+
+def _last_token_features(infos: list[LayerInfo], outputs: list, image: tuple[int, int]) -> LayerInfo | None:
+    """The last layer run once whose output is tokens or a channels-last map (not a pooling's)."""
+    pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
+    features = [
+        info
+        for info, out in zip(infos, outputs)
+        if info.calls == 1
+        and info.shape is not None
+        and layout(info.shape, image, info.kind, batch=1) in (TOKENS, CHANNELS_LAST)
+        and id(out) not in pooled
+    ]
+    return features[-1] if features else None
 
 
 def _patches_get_gradient(model: nn.Module, info: LayerInfo, inputs: torch.Tensor, image) -> bool:

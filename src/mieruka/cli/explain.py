@@ -13,6 +13,7 @@ from .common import (
     EXIT_BAD_INPUT,
     Progress,
     check_files_exist,
+    class_token_note,
     dummy_input,
     installed_version,
     load_from_flags,
@@ -90,6 +91,9 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(dummy_input(loaded, device)))
     task = task_of(args, loaded, device)
+    note = class_token_note(loaded, methods, device) if task not in ("detect", "segment") else None
+    if note is not None:
+        print(note, file=sys.stderr)
     if args.style == "boxes" and task != "detect":
         raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")
     target = task_target(args, task, loaded, device)
