@@ -162,13 +162,18 @@ def test_the_page_loads_nothing_from_elsewhere(client):
 
 
 def test_fonts_for_labels_are_served(client):
+    """As browsers load them: Chrome refuses NanumGothic as shipped (an empty TSI3 table)."""
+    from fontTools.ttLib import TTFont
+
     from mieruka import fonts
 
     japanese = client.get("/fonts/ja.ttf")
     assert japanese.status_code == 200 and japanese.content == fonts.japanese().read_bytes()
     assert client.get("/fonts/latin.ttf").status_code == 200
     korean = client.get("/fonts/ko.ttf")  # the dev extra installs mieruka[korean]
-    assert korean.status_code == 200 and korean.content == fonts.korean().read_bytes()
+    served = TTFont(io.BytesIO(korean.content))
+    assert korean.status_code == 200 and "TSI3" in TTFont(fonts.korean()) and "TSI3" not in served
+    assert served.getBestCmap() == TTFont(fonts.korean()).getBestCmap()  # every character still there
     assert client.get("/fonts/..%2F..%2Fetc%2Fpasswd").status_code == 404
 
 

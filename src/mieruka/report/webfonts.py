@@ -11,6 +11,7 @@ Font License's Article 2.5 allows without further obligations.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import logging
 import string
@@ -80,4 +81,40 @@ def subset(path: Path, characters: str) -> bytes:
         font.save(stream)
     finally:
         quiet.setLevel(level)
+    return stream.getvalue()
+
+
+# Tables a font tool keeps for its own use; Chrome's font sanitizer refuses a whole font for a malformed
+# one (NanumGothic ships an empty TSI3: "OTS parsing error: TSI3: zero-length table").
+_TOOL_TABLES = (
+    "TSI0",
+    "TSI1",
+    "TSI2",
+    "TSI3",
+    "TSI5",
+    "TSIB",
+    "TSIC",
+    "TSID",
+    "TSIJ",
+    "TSIP",
+    "TSIS",
+    "TSIV",
+)
+
+
+@functools.lru_cache(maxsize=8)
+def browser_font(path: Path) -> bytes:
+    """The font file at `path` as a browser loads it whole: its bytes, without the font tools' own
+    tables where it has any (the viewer serves its fonts uncut, for any label typed later)."""
+    from fontTools.ttLib import TTFont
+
+    data = path.read_bytes()
+    font = TTFont(io.BytesIO(data), lazy=True)
+    found = [tag for tag in _TOOL_TABLES if tag in font]
+    if not found:
+        return data
+    for tag in found:
+        del font[tag]
+    stream = io.BytesIO()
+    font.save(stream)
     return stream.getvalue()

@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from .. import fonts
 from ..errors import MierukaError
 from ..images import ImageError, decode_image, load_image
+from ..report.webfonts import browser_font
 from .folder import Folder, NotFound, PathRefused
 from .viewer import PhotoGone, Viewer, colormap_tables
 
@@ -151,7 +152,8 @@ def create_app(
         path = served.get(request.path_params["name"])
         if path is None or not path.is_file():
             return JSONResponse({"error": "no such font"}, status_code=404)
-        return FileResponse(path, media_type="font/ttf", headers={"Cache-Control": "max-age=86400"})
+        data = await run_in_threadpool(browser_font, path)
+        return Response(data, media_type="font/ttf", headers={"Cache-Control": "max-age=86400"})
 
     hosts = ["*"] if host in ("0.0.0.0", "::", "") else sorted({host, *LOCAL_HOSTS, "[::1]"})
     return Starlette(
