@@ -68,15 +68,18 @@ def default_model():
 
 def trained_once(tmp_path_factory, name: str, train, build) -> nn.Module:
     """`train()` in one process of the run; the other xdist workers wait for its weights and load them
-    into `build()`, instead of each training its own copy."""
+    into `build()`, instead of each training its own copy. Training leaves torch's random state as it
+    found it, so later tests see the same numbers on every worker."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
-        return train()
+        with torch.random.fork_rng():
+            return train()
     from filelock import FileLock  # a dependency of torch
 
     path = tmp_path_factory.getbasetemp().parent / f"{name}.pt"
     with FileLock(f"{path}.lock"):
         if not path.exists():
-            model = train()
+            with torch.random.fork_rng():
+                model = train()
             torch.save(model.state_dict(), f"{path}.partial")
             os.replace(f"{path}.partial", path)
             return model

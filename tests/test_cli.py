@@ -258,11 +258,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_labels_no_font_has_give_one_warning_line(tmp_path):
+    """One line for the run, however many pictures show the characters."""
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")
     (tmp_path / "labels.txt").write_text("犬 \U0010fffd\n猫 \U0010fffd\n鳥 \U0010fffd\n", encoding="utf-8")
     run = mieruka(
-        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--num-classes", "3", "--weights",
+        "explain", SAMPLES / "cat.jpg", SAMPLES / "coffee.jpg", "--top-k", "2", "--no-report",
+        "--model", "resnet18", "--num-classes", "3", "--weights",
         tmp_path / "ft.pth", "--labels", tmp_path / "labels.txt", "--out", tmp_path / "out", "--quiet",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -570,7 +572,7 @@ def test_a_vision_transformer_end_to_end(tmp_path):
         "--num-classes", "5", "--out", out, "--save-maps",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert "reads its class token, where gradcam weighs every patch token alike" in run.stderr
+    assert "reads only its class token; gradcam weighs every patch token alike" in run.stderr
     record = _records(out)[0]
     assert record["layer"] == "blocks.11.norm1" and record["layout"] == "tokens: 1 prefix + 14x14"
     assert np.load(out / record["map"]).shape == (14, 14)

@@ -22,6 +22,12 @@ NO_FONT_HAS = "\U0010fffd"  # the last private-use code point: drawn as □
 BOLD = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
 
 
+@pytest.fixture(autouse=True)
+def _nothing_warned_yet(monkeypatch):
+    """Each test starts as a new process does: no character named by an earlier warning."""
+    monkeypatch.setattr(fonts, "_WARNED", set())
+
+
 def _scene():
     generator = torch.Generator().manual_seed(0)
     photo = Image.fromarray(
@@ -62,6 +68,16 @@ def test_without_a_korean_font_the_warning_says_how_to_get_one(monkeypatch):
     korean, other = (str(w.message) for w in caught)
     assert "U+ACE0" in korean and "mieruka[korean]" in korean and "--font" in korean
     assert "mieruka[korean]" not in other and "--font" in other
+
+
+def test_chinese_that_no_font_has_is_named_with_a_font_that_has_it(monkeypatch):
+    monkeypatch.setattr(fonts, "_from_system", lambda characters: dict.fromkeys(characters))
+    photo, raw, box = _scene()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        show_on_photo(photo, raw, box, title="鸟 猫")  # simplified 鸟: not in IPAexGothic; 猫 is
+    (message,) = (str(w.message) for w in caught)
+    assert "鸟 (U+9E1F)" in message and "猫" not in message and "Noto Sans CJK SC" in message
 
 
 def _runs(flags: np.ndarray, gap: int = 1) -> list[slice]:
@@ -121,16 +137,18 @@ def test_panels_draw_each_kanji_as_its_own_glyph(where):
         assert _differ(first, second), f"{a!r} and {b!r} are drawn alike"
 
 
-def test_one_warning_names_every_character_no_font_has():
+def test_one_warning_names_every_character_no_font_has_once():
     photo, raw, box = _scene()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         methods_panel(photo, {f"a{NO_FONT_HAS}": raw, "b\u0378": raw}, box, f"犬 {NO_FONT_HAS}")
-        show_on_photo(photo, raw, box, title="猫\u0378\u0378")
+        show_on_photo(photo, raw, box, title="猫\u0378\u0378")  # named already: no second warning
+        show_on_photo(photo, raw, box, title="\u0379\u0379 \u0378")
     assert [w.category for w in caught] == [MissingGlyphsWarning, MissingGlyphsWarning]
     first, second = (str(w.message) for w in caught)
     assert "U+10FFFD" in first and "U+0378" in first and "--font" in first and "犬" not in first
-    assert second.count("U+0378") == 1
+    assert second.count("U+0379") == 1 and "U+0378" not in second
+    assert "Chinese" not in first
 
 
 def test_a_font_file_is_checked_and_used(tmp_path):

@@ -4,7 +4,7 @@ for Japanese; NanumGothic for Korean where `mieruka[korean]` is installed), then
 Neither matplotlib nor Pillow can draw a character its font lacks: they draw an empty box, and
 matplotlib warns once per glyph. Class names come in any script, so each text gets the fonts whose
 character maps cover its characters, in that order; system fonts are read only for characters the
-others lack. What no font has is drawn as □ and named in one warning, which says where Hangul comes from.
+others lack. What no font has is drawn as □ and named once, in a warning that says where to get it.
 
 >>> [path.name for path in choose("犬  (p = 0.912)").paths]
 ['DejaVuSans.ttf', 'ipaexg.ttf']
@@ -95,19 +95,24 @@ def choose(text: str, font: str | os.PathLike | None = None) -> FontChoice:
 
 
 def warn_missing(choice: FontChoice, stacklevel: int = 3) -> None:
-    """One warning for all the characters of a picture that no font has."""
-    if choice.missing:
-        names = ", ".join(
-            f"{c} (U+{ord(c):04X})" if c.isprintable() else f"U+{ord(c):04X}" for c in choice.missing
-        )
-        hangul = any(is_hangul(c) for c in choice.missing) and korean() is None
-        warnings.warn(
-            f"no font has the character(s) {names}: they are drawn as empty boxes; "
-            + (f"Korean comes with {KOREAN_EXTRA}, or " if hangul else "")
-            + "pass a font that has them with --font PATH (font= in the library)",
-            MissingGlyphsWarning,
-            stacklevel=stacklevel,
-        )
+    """One warning for the characters of a picture that no font has and no earlier warning named: a
+    folder of photos with the same labels says it once."""
+    with _LOCK:
+        new = [c for c in choice.missing if c not in _WARNED]
+        _WARNED.update(new)
+    if not new:
+        return
+    names = ", ".join(f"{c} (U+{ord(c):04X})" if c.isprintable() else f"U+{ord(c):04X}" for c in new)
+    hangul = any(is_hangul(c) for c in new) and korean() is None
+    han = any(unicodedata.name(c, "").startswith("CJK") for c in new)
+    warnings.warn(
+        f"no font has the character(s) {names}: they are drawn as empty boxes; "
+        + (f"Korean comes with {KOREAN_EXTRA}, or " if hangul else "")
+        + "pass a font that has them with --font PATH (font= in the library)"
+        + ("; for Chinese, a font such as Noto Sans CJK SC" if han else ""),
+        MissingGlyphsWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def runs(text: str, choice: FontChoice) -> Iterator[tuple[str, Path]]:
@@ -283,6 +288,7 @@ def _charmap(path: str) -> dict[int, int]:
 _LOCK = threading.RLock()
 _REGISTERED: dict[str, str] = {}  # font file -> the family name it has in matplotlib
 _SYSTEM_CHOICE: dict[str, Path | None] = {}  # character -> the first system font that has it
+_WARNED: set[str] = set()  # characters a MissingGlyphsWarning has named in this process
 
 
 @functools.lru_cache(maxsize=1)

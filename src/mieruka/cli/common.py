@@ -79,10 +79,11 @@ def class_token_note(loaded, methods: list[str], device) -> str | None:
 
     if not class_token_head(loaded.model, dummy_input(loaded, device)):
         return None
+    named = chosen[0] if len(chosen) == 1 else f"{', '.join(chosen[:-1])} and {chosen[-1]}"
     return (
-        f"mieruka: note: {loaded.name} reads its class token, where {', '.join(chosen)} "
-        f"{'weighs' if len(chosen) == 1 else 'weigh'} every patch token alike and can miss the ones it "
-        "reads; hirescam, layercam or gae follow them "
+        f"mieruka: note: the head of {loaded.name} reads only its class token; {named} "
+        f"{'weighs' if len(chosen) == 1 else 'weigh'} every patch token alike and can miss the patches "
+        "that token attends to; hirescam, layercam, rollout or gae follow them "
         "(README: 'Which method to trust on a class-token ViT')"
     )
 

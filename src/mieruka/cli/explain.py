@@ -91,9 +91,6 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(dummy_input(loaded, device)))
     task = task_of(args, loaded, device)
-    note = class_token_note(loaded, methods, device) if task not in ("detect", "segment") else None
-    if note is not None:
-        print(note, file=sys.stderr)
     if args.style == "boxes" and task != "detect":
         raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")
     target = task_target(args, task, loaded, device)
@@ -101,12 +98,14 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         raise ValueError(
             "--format npy stacks maps of one size; a detector's follow each photo's size: use png or jpg"
         )
+    note = class_token_note(loaded, methods, device) if task == "classify" else None  # said at the end
     if args.engine == "ray":  # the same run on Ray Data's actors; records and files written here
         status = explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_names, report)
         if report:  # from the records and pictures: thumbnails made here, no heat layers
             from ..report import build_report
 
             build_report(out_dir, font=args.font)
+        _say(note)
         return status
     settings = _explain_settings(args, loaded, layer_names, methods, task)
     resumed = resume(out_dir, settings) if args.resume else None  # refused here if the settings differ
@@ -154,6 +153,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         from ..report import build_report
 
         build_report(out_dir, font=args.font)
+    _say(note)
     warn_if_random(loaded)
     if not args.quiet and not args.json:
         seconds = time.perf_counter() - started
@@ -344,6 +344,12 @@ def _sheet_failed(error: OSError) -> str:
     message = f"cannot write the contact sheet ({reason}): the pictures are written, the sheet is not"
     print(f"mieruka: error: {message}", file=sys.stderr)
     return message
+
+
+def _say(note: str | None) -> None:
+    """A note on how to read this run's maps, on stderr after the run (not when a flag was refused)."""
+    if note is not None:
+        print(note, file=sys.stderr)
 
 
 def _pages_note(sheet) -> str:

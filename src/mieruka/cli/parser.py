@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--font",
         metavar="PATH",
         help="font file (.ttf/.otf/.ttc) for labels; by default DejaVu Sans, IPAexGothic for Japanese, "
-        "then system fonts for other scripts",
+        "NanumGothic for Korean (with mieruka[korean]), then system fonts for other scripts",
     )
     explain.add_argument(
         "--format",
