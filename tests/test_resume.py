@@ -103,6 +103,34 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_stop_while_a_photo_is_logged_still_lists_every_picture(dataset, tmp_path, how):
+    """The signal lands while the run writes a photo's line (where a race once left pictures drawn
+    after the log had closed): that line is finished, every picture already drawn is listed too."""
+    out = tmp_path / "out"
+    code = (
+        "import os, sys\n"
+        "from mieruka import runs\n"
+        "append, calls = runs.ResultsLog.append, []\n"
+        "def stopping(self, records):\n"
+        "    calls.append(1)\n"
+        f"    if len(calls) == 3: os.kill(os.getpid(), {int(how)})\n"
+        "    append(self, records)\n"
+        "runs.ResultsLog.append = stopping\n"
+        "from mieruka.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, "explain", dataset["photos"], *dataset["model"], "-q", "--out", out],
+        capture_output=True, text=True, timeout=600, preexec_fn=_default_sigint,
+    )  # fmt: skip
+    assert run.returncode == 130, run.stderr
+    found = records(out)
+    assert 3 <= len(found) < PHOTOS
+    drawn = {p.relative_to(out).as_posix() for p in out.rglob("*.png")}
+    assert drawn and drawn <= {record.get("output") for record in found}
+
+
 def maps_of(out: Path) -> dict[str, np.ndarray]:
     return {name: np.load(out / r["shard"])[r["row"]] for name, r in by_photo(out).items()}
 

@@ -169,18 +169,21 @@ def explain_files(
                         held.clear()
                     continue
                 raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
-                job = writers.submit(
-                    _draw_and_write,
-                    photo.to(device, non_blocking=True),
-                    raws,
-                    box,
-                    pictures,
-                    options,
-                    tuple(inputs.shape[-2:]),
-                    _objects(next(iter(by_method.values())), row),
-                    report,
+                jobs: list[Future] = []
+                pending.append((results[index], jobs))  # listed before it is drawn: never an orphan
+                jobs.append(
+                    writers.submit(
+                        _draw_and_write,
+                        photo.to(device, non_blocking=True),
+                        raws,
+                        box,
+                        pictures,
+                        options,
+                        tuple(inputs.shape[-2:]),
+                        _objects(next(iter(by_method.values())), row),
+                        report,
+                    )
                 )
-                pending.append((results[index], [job]))
         for item in batch:
             if item[3] is not None:
                 (held if shards is not None else pending).append((results[item[0]], []))
@@ -195,16 +198,17 @@ def explain_files(
                     yield _finish(*pending.pop(0))
                 if on_progress:
                     on_progress(len(batch))
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what the writers were given is finished and
-            # handed back before the interruption goes on, so the caller's log lists every file written
-            for done in pending:
-                yield _finish(*done)
+            if shards is not None:
+                shards.write()
+                pending.extend(held)
+            while pending:
+                yield _finish(*pending.pop(0))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM, here or thrown in by the caller: what the writers
+            # were given is finished and handed back before the interruption goes on, so the caller's log
+            # lists every file written
+            while pending:
+                yield _finish(*pending.pop(0))
             raise
-        if shards is not None:
-            shards.write()
-            pending.extend(held)
-        for done in pending:
-            yield _finish(*done)
 
 
 def _same_size(items: list) -> list[list]:

@@ -117,6 +117,33 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+@contextlib.contextmanager
+def interrupts_after() -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside the block is held until it ends, then raised as KeyboardInterrupt: a
+    photo's records are either written whole or not begun."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        number: signal.signal(number, lambda n, _: caught.append(n))
+        for number in _STOPS
+        if signal.getsignal(number) is not signal.SIG_IGN  # an ignored signal stays ignored
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+    if caught:
+        raise KeyboardInterrupt
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
 def check_files_exist(args) -> None:
     """Files the flags name, and a writable output folder: checked before anything heavy loads."""
     for flag, value in (

@@ -16,6 +16,7 @@ from .common import (
     class_token_note,
     dummy_input,
     installed_version,
+    interrupts_after,
     load_from_flags,
     render_options,
     stop_on_sigterm,
@@ -172,22 +173,39 @@ def _explain_into(args, log, failures: list[str], outcomes, progress, out_dir: P
     """Append each photo's records to results.jsonl as it is done (its files are in place by then),
     its tiles to the contact sheet first (a record names its page). The sheet's error, if any."""
     sheet_error = None
-    for outcome in outcomes:
-        if outcome.error:
-            failures.append(outcome.error)
-            progress.clear()
-            print(f"mieruka: error: {outcome.error}", file=sys.stderr)
-            log.append([{"file": str(outcome.path), "error": outcome.error}])
-            continue
-        if sheet is not None and sheet_error is None:
-            sheet_error = _add_tiles(sheet, outcome)
-        log.append(outcome.records)
-        if args.json:
-            for record in outcome.records:
-                print(json.dumps(record, ensure_ascii=False))
-        elif not args.quiet:
-            progress.clear()
-            _print_summary(outcome.records, out_dir)
+    outcomes = iter(outcomes)
+    stop: KeyboardInterrupt | None = None
+    while True:
+        try:  # an interruption that came while a photo was taken goes to the run, which hands back
+            # the pictures it had drawn (listed below) before it stops
+            outcome = next(outcomes) if stop is None else outcomes.throw(stop)
+        except StopIteration:
+            return sheet_error
+        try:
+            stop = None
+            with interrupts_after():
+                sheet_error = _take(args, log, failures, outcome, progress, out_dir, sheet, sheet_error)
+        except KeyboardInterrupt as interruption:
+            stop = interruption
+
+
+def _take(args, log, failures: list[str], outcome, progress, out_dir: Path, sheet, sheet_error):
+    """One photo's outcome into results.jsonl, the contact sheet and the terminal; the sheet's error."""
+    if outcome.error:
+        failures.append(outcome.error)
+        progress.clear()
+        print(f"mieruka: error: {outcome.error}", file=sys.stderr)
+        log.append([{"file": str(outcome.path), "error": outcome.error}])
+        return sheet_error
+    if sheet is not None and sheet_error is None:
+        sheet_error = _add_tiles(sheet, outcome)
+    log.append(outcome.records)
+    if args.json:
+        for record in outcome.records:
+            print(json.dumps(record, ensure_ascii=False))
+    elif not args.quiet:
+        progress.clear()
+        _print_summary(outcome.records, out_dir)
     return sheet_error
 
 
