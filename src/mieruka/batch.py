@@ -168,22 +168,18 @@ def explain_files(
                         pending.extend(held)
                         held.clear()
                     continue
-                raws = {method: _per_target(result.raw[row]) for method, result in by_method.items()}
-                jobs: list[Future] = []
-                pending.append((results[index], jobs))  # listed before it is drawn: never an orphan
-                jobs.append(
-                    writers.submit(
-                        _draw_and_write,
-                        photo.to(device, non_blocking=True),
-                        raws,
-                        box,
-                        pictures,
-                        options,
-                        tuple(inputs.shape[-2:]),
-                        _objects(next(iter(by_method.values())), row),
-                        report,
-                    )
+                drawing = (
+                    photo.to(device, non_blocking=True),
+                    {method: _per_target(result.raw[row]) for method, result in by_method.items()},
+                    box,
+                    pictures,
+                    options,
+                    tuple(inputs.shape[-2:]),
+                    _objects(next(iter(by_method.values())), row),
+                    report,
                 )
+                # one expression: no interruption falls between handing the job over and listing it
+                pending.append((results[index], [writers.submit(_draw_and_write, *drawing)]))
         for item in batch:
             if item[3] is not None:
                 (held if shards is not None else pending).append((results[item[0]], []))
@@ -195,19 +191,19 @@ def explain_files(
                 # Hand back what is written while the next batch runs on the model; wait when drawing
                 # lags two batches behind, so photos never pile up in memory.
                 while pending and (len(pending) > 2 * batch_size or all(job.done() for job in pending[0][1])):
-                    yield _finish(*pending.pop(0))
+                    yield _finish_first(pending)
                 if on_progress:
                     on_progress(len(batch))
             if shards is not None:
                 shards.write()
                 pending.extend(held)
             while pending:
-                yield _finish(*pending.pop(0))
+                yield _finish_first(pending)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM, here or thrown in by the caller: what the writers
             # were given is finished and handed back before the interruption goes on, so the caller's log
             # lists every file written
             while pending:
-                yield _finish(*pending.pop(0))
+                yield _finish_first(pending)
             raise
 
 
@@ -219,7 +215,16 @@ def _same_size(items: list) -> list[list]:
     return list(groups.values())
 
 
+def _finish_first(pending: list[tuple[ImageResult, list[Future]]]) -> ImageResult:
+    """The first pending photo, finished, then taken off the list: an interruption while its pictures
+    are awaited leaves it there, to be handed back with the rest."""
+    done = _finish(*pending[0])
+    del pending[0]
+    return done
+
+
 def _finish(result: ImageResult, jobs: list[Future]) -> ImageResult:
+    result.tiles = []  # finished anew if an interruption cut the first wait short
     for job in jobs:
         try:
             result.tiles.extend(job.result())

@@ -127,12 +127,11 @@ def interrupts_after() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    previous = {
-        number: signal.signal(number, lambda n, _: caught.append(n))
-        for number in _STOPS
-        if signal.getsignal(number) is not signal.SIG_IGN  # an ignored signal stays ignored
-    }
+    previous = {}
     try:
+        for number in _STOPS:
+            if signal.getsignal(number) is not signal.SIG_IGN:  # an ignored signal stays ignored
+                previous[number] = signal.signal(number, lambda n, _: caught.append(n))
         yield
     finally:
         for number, handler in previous.items():

@@ -181,12 +181,17 @@ def _explain_into(args, log, failures: list[str], outcomes, progress, out_dir: P
             outcome = next(outcomes) if stop is None else outcomes.throw(stop)
         except StopIteration:
             return sheet_error
+        taken = False
         try:
             stop = None
             with interrupts_after():
                 sheet_error = _take(args, log, failures, outcome, progress, out_dir, sheet, sheet_error)
+                taken = True
         except KeyboardInterrupt as interruption:
             stop = interruption
+            if not taken:  # it came before the hold began: this photo is logged all the same
+                with interrupts_after():
+                    sheet_error = _take(args, log, failures, outcome, progress, out_dir, sheet, sheet_error)
 
 
 def _take(args, log, failures: list[str], outcome, progress, out_dir: Path, sheet, sheet_error):
