@@ -85,22 +85,10 @@ def subset(path: Path, characters: str) -> bytes:
     return stream.getvalue()
 
 
-# Tables a font tool keeps for its own use; Chrome's font sanitizer refuses a whole font for a malformed
-# one (NanumGothic ships an empty TSI3: "OTS parsing error: TSI3: zero-length table").
-_TOOL_TABLES = (
-    "TSI0",
-    "TSI1",
-    "TSI2",
-    "TSI3",
-    "TSI5",
-    "TSIB",
-    "TSIC",
-    "TSID",
-    "TSIJ",
-    "TSIP",
-    "TSIS",
-    "TSIV",
-)
+# VTT's tables ("TSI0", "TSI1", ...) are sources a font tool keeps for itself; Chrome's font sanitizer
+# refuses a whole font for a malformed one (NanumGothic ships an empty TSI3: "OTS parsing error: TSI3:
+# zero-length table").
+_TOOL_TABLE_PREFIX = "TSI"
 
 
 @functools.lru_cache(maxsize=8)
@@ -111,7 +99,7 @@ def browser_font(path: Path) -> bytes:
 
     data = path.read_bytes()
     font = TTFont(io.BytesIO(data), lazy=True)
-    found = [tag for tag in _TOOL_TABLES if tag in font]
+    found = [tag for tag in font.reader.tables if tag.startswith(_TOOL_TABLE_PREFIX)]
     if not found:
         return data
     for tag in found:
