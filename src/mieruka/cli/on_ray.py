@@ -8,7 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from .common import EXIT_BAD_INPUT, Progress, render_options, stop_on_sigterm, warn_if_random
+from .common import (
+    EXIT_BAD_INPUT,
+    Progress,
+    model_kwargs_from_flag,
+    render_options,
+    stop_on_sigterm,
+    warn_if_random,
+)
 
 
 def check_engine(args) -> None:
@@ -61,6 +68,7 @@ def explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_na
         trust_checkpoint=args.trust_checkpoint,
         random_weights=args.random_weights,
         device=args.device,
+        model_kwargs=tuple(model_kwargs_from_flag(args.model_kwargs).items()),
     )
     pictures = args.format in ("png", "jpg")  # anything else writes maps only
     options = render_options(args, report, save_maps=False, font=absolute(args.font))  # maps: the writer's

@@ -555,6 +555,15 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         help="rebuild the classifier head for N classes (fine-tuned models); 0 removes a timm model's head, "
         "so it returns embeddings",
     )
+    group.add_argument(
+        "--model-kwargs",
+        nargs="+",
+        action="extend",
+        metavar="KEY=VALUE",
+        help="arguments of the architecture's builder, as the model was built for training (timm's "
+        "create_model, torchvision's builders): global_pool=avg class_token=False, img_size=384; values "
+        "are Python literals, else text",
+    )
     group.add_argument("--labels", metavar="FILE", help="class names: one a line, or JSON")
     group.add_argument(
         "--random-weights",

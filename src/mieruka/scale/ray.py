@@ -86,6 +86,7 @@ class ModelSpec:
     trust_checkpoint: bool = False
     random_weights: bool = False
     device: str = "auto"
+    model_kwargs: tuple[tuple[str, Any], ...] = ()  # the builder's arguments, as (name, value) pairs
 
     def load(self) -> LoadedModel:
         labels = list(self.labels) if isinstance(self.labels, tuple) else self.labels
@@ -97,6 +98,7 @@ class ModelSpec:
             trust_checkpoint=self.trust_checkpoint,
             random_weights=self.random_weights,
             device=_resolve_device(self.device),
+            model_kwargs=dict(self.model_kwargs),
         )
 
 
