@@ -279,3 +279,11 @@ def test_builder_arguments_on_the_command_line_read_as_python_literals_else_text
     }
     with pytest.raises(ValueError, match=r"--model-kwargs: expected KEY=VALUE, got 'photo.jpg'"):
         model_kwargs_from_flag(["global_pool=avg", "photo.jpg"])
+
+
+def test_the_ray_model_spec_carries_builder_arguments_to_each_actor():
+    from mieruka.scale.ray import ModelSpec
+
+    spec = ModelSpec("resnet18", random_weights=True, model_kwargs=(("zero_init_residual", True),))
+    model = spec.load().model
+    assert model.layer1[0].bn2.weight.abs().sum() == 0  # zero_init_residual reached the builder
