@@ -219,19 +219,25 @@ def test_builder_arguments_build_the_model_as_it_was_trained(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "options", "crop"),
+    ("name", "options", "size"),
     [
-        ("timm:vit_tiny_patch16_224", {"img_size": 384}, 384),
-        ("timm:vit_tiny_patch16_224", {"img_size": (320, 320)}, 320),
-        ("vit_b_16", {"image_size": 384}, 384),
+        ("timm:vit_tiny_patch16_224", {"img_size": 384}, (384, 384)),
+        ("timm:vit_tiny_patch16_224", {"img_size": (256, 320)}, (320, 256)),  # (height, width)
+        ("vit_b_16", {"image_size": 384}, (384, 384)),
     ],
 )
-def test_an_input_size_given_to_the_builder_sets_the_crop(name, options, crop):
+def test_an_input_size_given_to_the_builder_sets_the_crop(name, options, size):
     """timm's data config keeps the pretrained 224 whatever `img_size` says; the model would then
     refuse every photo. The size the model was built for is the size it is given."""
+    from PIL import Image
+
     loaded = load_model(name, random_weights=True, model_kwargs=options)
-    assert loaded.preprocess.crop_size((640, 480)) == (crop, crop)
-    assert loaded.preprocess.resize > crop  # resized, then the centre cropped, as the recipe trained
+    photo = Image.new("RGB", (640, 480))
+    x = loaded.preprocess(photo)[None]
+    assert (x.shape[-1], x.shape[-2]) == size
+    assert loaded.preprocess.resize >= max(size)  # resized, then the centre cropped, as in training
+    with torch.no_grad():
+        assert loaded.model(x).shape == (1, 1000)
 
 
 @pytest.mark.parametrize(
@@ -241,7 +247,7 @@ def test_an_input_size_given_to_the_builder_sets_the_crop(name, options, crop):
         ({"pretrained": True}, "set pretrained with --weights"),
         ({"no_such_argument": 1}, r"cannot build timm:vit_tiny_patch16_224 with --model-kwargs no_such"),
         ({"global_pool": "sideways"}, r"cannot build .* global_pool='sideways': "),
-        ({"img_size": "big"}, "img_size must be a whole number of pixels"),
+        ({"img_size": "big"}, r"img_size must be a number of pixels or \(height, width\), got 'big'"),
     ],
 )
 def test_builder_arguments_that_cannot_be_used_are_refused_in_one_line(options, message):

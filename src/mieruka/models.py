@@ -209,16 +209,23 @@ def _create_timm(arch: str, num_classes: int | None, options: Mapping[str, Any] 
     )
 
 
-def _crop_option(options: Mapping[str, Any], key: str) -> int | None:
-    """The square input side an `img_size` / `image_size` builder argument asks for, else None."""
+def _crop_option(options: Mapping[str, Any], key: str) -> int | tuple[int, int] | None:
+    """The input size an `img_size` / `image_size` builder argument asks for: one side, or (height,
+    width); None when not given."""
     size = options.get(key)
-    if isinstance(size, tuple | list) and len(size) == 2 and size[0] == size[1]:
-        size = size[0]
     if size is None:
         return None
-    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-        raise ModelError(f"--model-kwargs: {key} must be a whole number of pixels (one side), got {size!r}")
-    return size
+    sides = list(size) if isinstance(size, tuple | list) else [size]
+    if len(sides) not in (1, 2) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sides
+    ):
+        raise ModelError(f"--model-kwargs: {key} must be a number of pixels or (height, width), got {size!r}")
+    return sides[0] if len(sides) == 1 or sides[0] == sides[1] else (sides[0], sides[1])
+
+
+def _resize_for(crop: int | tuple[int, int], crop_pct: float) -> int:
+    """The shorter side to resize to before cropping `crop`, as timm's eval transform: crop / crop_pct."""
+    return int(max(crop if isinstance(crop, tuple) else (crop,)) / crop_pct)
 
 
 def _timm_model(
@@ -241,10 +248,10 @@ def _timm_model(
             f"--weights {weights}: no such file (named weights exist for torchvision models only)"
         )
     config = timm.data.resolve_model_data_config(model)
-    height = crop or config["input_size"][-1]  # timm's config keeps the pretrained size
+    crop = crop or config["input_size"][-1]  # timm's config keeps the pretrained size
     preprocess = Preprocess(
-        int(height / config.get("crop_pct", 0.875)),
-        height,
+        _resize_for(crop, config.get("crop_pct", 0.875)),
+        crop,
         tuple(config["mean"]),
         tuple(config["std"]),
         config.get("interpolation", "bilinear"),
@@ -275,7 +282,7 @@ def _torchvision_model(
     if name in dense:
         return _dense_model(name, dense[name], weights, state, num_classes, options)
     crop = _crop_option(options, "image_size")
-    preprocess = Preprocess(round(crop / 0.875), crop) if crop else Preprocess()
+    preprocess = Preprocess(_resize_for(crop, 0.875), crop) if crop else Preprocess()
     labels, named = None, None
     if weights is not None and state is None:
         named = _named_weights(name, str(weights))
