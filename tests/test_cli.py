@@ -625,6 +625,10 @@ def test_builder_arguments_from_the_command_line(tmp_path):
     assert "class token" not in run.stderr  # an average-pooled head: no class-token note
     refused = mieruka(*common, tmp_path / "refused", "--model-kwargs", "global_pool=sideways")
     assert refused.returncode == 2
+    swallowed = mieruka("explain", "--model-kwargs", "img_size=384", SAMPLES / "cat.jpg")  # the list took it
+    assert swallowed.returncode == 2
+    assert "argument --model-kwargs: expected KEY=VALUE, got '" in swallowed.stderr
+    assert "put paths before --model-kwargs or end its list with --" in swallowed.stderr
     [line] = refused.stderr.strip().splitlines()  # timm's own reason follows
     assert line.startswith(
         "mieruka: error: cannot build timm:vit_tiny_patch16_224 with --model-kwargs global_pool='sideways': "

@@ -243,8 +243,16 @@ def test_an_input_size_given_to_the_builder_sets_the_crop(name, options, size):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"num_classes": 3}, "set num_classes with --num-classes"),
-        ({"pretrained": True}, "set pretrained with --weights"),
+        ({"num_classes": 3}, "num_classes has its own option: --num-classes N"),
+        ({"pretrained": True}, "pretrained would download weights: give a file with --weights"),
+        ({"checkpoint_path": "ft.pth"}, "checkpoint_path is what --weights does"),
+        ({"in_chans": 1}, "photos are read as RGB, so in_chans must be 3, got 1"),
+        (
+            {"class_token": "Flase"},
+            "class_token of timm:vit_tiny_patch16_224 takes True or False, got 'Flase'",
+        ),
+        ({"depth": "twelve"}, "depth of timm:vit_tiny_patch16_224 takes a number, got 'twelve'"),
+        ({"global_pool": None}, "timm ignores arguments set to None, so global_pool=None would keep its"),
         ({"no_such_argument": 1}, r"cannot build timm:vit_tiny_patch16_224 with --model-kwargs no_such"),
         ({"global_pool": "sideways"}, r"cannot build .* global_pool='sideways': "),
         ({"img_size": "big"}, r"img_size must be a number of pixels or \(height, width\), got 'big'"),
@@ -260,9 +268,11 @@ def test_builder_arguments_need_a_named_architecture(tmp_path, finetuned):
     model, _ = finetuned
     path = tmp_path / "whole.pt"
     torch.save(model, path)
-    with pytest.raises(ModelError, match=r"but --weights .* is a whole model; leave them out"):
+    with pytest.raises(
+        ModelError, match=r"--weights .* is a whole model, built already: leave out --model-kw"
+    ):
         load_model(weights=path, trust_checkpoint=True, model_kwargs={"zero_init_residual": True})
-    with pytest.raises(ModelError, match="but the default model"):
+    with pytest.raises(ModelError, match="named with --model; the default model takes none"):
         load_model(model_kwargs={"drop_rate": 0.1})
 
 
@@ -283,8 +293,25 @@ def test_builder_arguments_on_the_command_line_read_as_python_literals_else_text
         "class_token": False,
         "act_layer": None,
     }
-    with pytest.raises(ValueError, match=r"--model-kwargs: expected KEY=VALUE, got 'photo.jpg'"):
+    with pytest.raises(ValueError, match=r"expected KEY=VALUE, got 'photo.jpg': .* put paths before"):
         model_kwargs_from_flag(["global_pool=avg", "photo.jpg"])
+    with pytest.raises(ValueError, match="--model-kwargs: img_size is given twice"):
+        model_kwargs_from_flag(["img_size=224", "img_size=384"])
+
+
+def test_a_checkpoint_that_does_not_fit_says_what_to_give(tmp_path):
+    """Trained at another size: the position embedding says so. Another architecture altogether:
+    most tensors are missing, and --model is the fix, not builder arguments."""
+    import timm
+
+    path = tmp_path / "at384.pth"
+    torch.save(timm.create_model("vit_tiny_patch16_224", img_size=384).state_dict(), path)
+    with pytest.raises(ModelError, match=r"pos_embed .* another input size\? .*--model-kwargs img_size=N"):
+        load_model("timm:vit_tiny_patch16_224", path)
+    loaded = load_model("timm:vit_tiny_patch16_224", path, model_kwargs={"img_size": 384})
+    assert loaded.preprocess.crop == 384
+    with pytest.raises(ModelError, match=r"another architecture\? name it with --model$"):
+        load_model("resnet18", path)
 
 
 def test_the_ray_model_spec_carries_builder_arguments_to_each_actor():

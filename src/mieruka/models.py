@@ -11,6 +11,7 @@ architecture's builder (timm's ``global_pool="avg"``, torchvision's ``image_size
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -92,10 +93,11 @@ def load_model(
     if weights is not None and (Path(weights).exists() or not re.fullmatch(r"[A-Z0-9_]+", str(weights))):
         state = read_checkpoint(Path(weights), trust_checkpoint)
     if options and (isinstance(state, nn.Module) or (default and weights is None and not random_weights)):
-        what = (
-            f"--weights {weights} is a whole model" if isinstance(state, nn.Module) else "the default model"
+        if isinstance(state, nn.Module):
+            raise ModelError(f"--weights {weights} is a whole model, built already: leave out --model-kwargs")
+        raise ModelError(
+            "--model-kwargs build an architecture named with --model; the default model takes none"
         )
-        raise ModelError(f"--model-kwargs build a named architecture, but {what}; leave them out")
     if isinstance(state, nn.Module):  # a whole pickled model, loaded because the caller trusts it
         loaded = LoadedModel(state, Preprocess(), None, type(state).__name__)
     elif default and weights is None and not random_weights:
@@ -170,40 +172,78 @@ def _default_model(num_classes: int | None) -> LoadedModel:
     return LoadedModel(model, preprocess, list(imagenet_labels()), DEFAULT_MODEL)
 
 
-_RESERVED_KWARGS = {  # builder arguments that have their own option
-    "num_classes": "--num-classes / num_classes=",
-    "pretrained": "--weights / weights=",
-    "weights": "--weights / weights=",
-    "weights_backbone": "--weights / weights=",
+_RESERVED_KWARGS = {  # builder arguments that another option sets, or that mieruka cannot serve
+    "num_classes": "has its own option: --num-classes N (num_classes= in load_model)",
+    "pretrained": "would download weights: give a file with --weights (weights= in load_model)",
+    "weights": "has its own option: --weights (weights= in load_model)",
+    "weights_backbone": "would download weights: give a file with --weights (weights= in load_model)",
+    "checkpoint_path": "is what --weights does, with mieruka's checks (weights= in load_model)",
+    "features_only": "leaves the model without class scores to explain: name a --layer instead",
 }
 
 
 def _check_model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
     """The builder arguments, refused in one line where another option sets the same thing."""
-    for key in options:
+    for key, value in options.items():
         if not isinstance(key, str) or not key.isidentifier():
             raise ModelError(f"--model-kwargs: {key!r} is not an argument name")
         if key in _RESERVED_KWARGS:
-            raise ModelError(f"--model-kwargs: set {key} with {_RESERVED_KWARGS[key]}, not here")
+            raise ModelError(f"--model-kwargs: {key} {_RESERVED_KWARGS[key]}")
+        if key in ("in_chans", "in_channels") and value != 3:
+            raise ModelError(f"--model-kwargs: photos are read as RGB, so {key} must be 3, got {value!r}")
     return dict(options)
 
 
 def _build(builder, shown: str, options: Mapping[str, Any], /, **kwargs) -> nn.Module:
     """`builder(**kwargs)` with `options` over them; what it refuses is one line naming `shown`."""
+    given = " ".join(f"{k}={v!r}" for k, v in options.items())
+    where = f" with --model-kwargs {given}" if options else ""
     try:
-        return builder(**(kwargs | dict(options)))
+        model = builder(**(kwargs | dict(options)))
     except (TypeError, ValueError, AssertionError) as error:
         if isinstance(error, AssertionError) and not options:
             raise  # not the user's arguments: a failure of the builder, shown as one
-        given = " ".join(f"{k}={v!r}" for k, v in options.items())
-        where = f" with --model-kwargs {given}" if options else ""
-        raise ModelError(f"cannot build {shown}{where}: {_first_line(error)}") from None
+        if any(isinstance(v, str) for v in options.values()):  # say which text should be a number
+            reference = None
+            with contextlib.suppress(Exception):
+                reference = builder(**kwargs)
+            if reference is not None:
+                _check_types(reference, shown, options)
+        raise ModelError(f"cannot build {shown}{where}: {_first_line(error)[:200]}") from None
+    _check_types(model, shown, options)
+    return model
+
+
+def _check_types(model: nn.Module, shown: str, options: Mapping[str, Any]) -> None:
+    """Refuse an argument whose value is not of the kind the model class's default is: `class_token=Flase`
+    read as the text 'Flase' would count as True and build the wrong model without a word."""
+    import inspect
+
+    try:
+        defaults = inspect.signature(type(model).__init__).parameters
+    except (TypeError, ValueError):
+        return
+    for key, value in options.items():
+        default = defaults[key].default if key in defaults else inspect.Parameter.empty
+        if isinstance(default, bool) and not isinstance(value, bool):
+            kind = "True or False"
+        elif isinstance(default, int | float) and not isinstance(default, bool) and isinstance(value, str):
+            kind = "a number"
+        else:
+            continue
+        raise ModelError(f"--model-kwargs: {key} of {shown} takes {kind}, got {value!r}")
 
 
 def _create_timm(arch: str, num_classes: int | None, options: Mapping[str, Any] | None = None) -> nn.Module:
     import timm
 
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    unset = [key for key, value in (options or {}).items() if value is None]
+    if unset:  # timm.create_model drops every argument that is None: the default would stay
+        raise ModelError(
+            f"--model-kwargs: timm ignores arguments set to None, so {unset[0]}=None would keep its "
+            "default; leave it out, or give the value you mean"
+        )
     return _build(
         timm.create_model, f"timm:{arch}", options or {}, model_name=arch, pretrained=False, **kwargs
     )
@@ -499,8 +539,15 @@ def _load_state(model: nn.Module, name: str, state: dict[str, torch.Tensor], sou
             problems.append(f"{len(missing)} missing tensor(s) such as {missing[0]}")
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected tensor(s) such as {unexpected[0]}")
-        if missing or unexpected:
+        if len(missing) > len(expected) / 2:
+            problems.append("another architecture? name it with --model")
+        elif missing or unexpected:
             problems.append("built with other arguments? give them with --model-kwargs KEY=VALUE")
+        elif any("pos" in k for k in wrong):
+            problems.append(
+                "trained at another input size? give it with --model-kwargs img_size=N (timm) or "
+                "image_size=N (torchvision)"
+            )
         raise ModelError(f"--weights {source} does not fit {name}: " + "; ".join(problems))
     model.load_state_dict(state)
 

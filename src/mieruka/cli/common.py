@@ -37,19 +37,29 @@ def model_kwargs_from_flag(items: list[str] | None) -> dict:
 
     options: dict = {}
     for item in items or []:
-        key, equals, text = item.partition("=")
-        if not equals or not key.strip().isidentifier():
-            raise ValueError(
-                f"--model-kwargs: expected KEY=VALUE, got {item!r} (photos go before --model-kwargs, or "
-                "end its list with --)"
-            )
+        key = model_kwarg(item).partition("=")[0].strip()
+        text = item.partition("=")[2]
+        if key in options:
+            raise ValueError(f"--model-kwargs: {key} is given twice")
         words = {"true": True, "false": False, "none": None}
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, MemoryError, RecursionError):
             value = words.get(text.strip().lower(), text)
-        options[key.strip()] = value
+        options[key] = value
     return options
+
+
+def model_kwarg(item: str) -> str:
+    """One --model-kwargs item, checked as argparse reads it: a path swallowed by the list (the flag
+    takes every word after it) is named there, before a missing-path error would hide why."""
+    key, equals, _ = item.partition("=")
+    if not equals or not key.strip().isidentifier():
+        raise ValueError(
+            f"expected KEY=VALUE, got {item!r}: quote a value with spaces, and put paths before "
+            "--model-kwargs or end its list with --"
+        )
+    return item
 
 
 def load_from_flags(args, shapes_only: bool = False):

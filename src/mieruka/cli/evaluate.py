@@ -14,6 +14,7 @@ from .common import (
     dummy_input,
     installed_version,
     load_from_flags,
+    model_kwargs_from_flag,
     parse_target,
     warn_if_random,
 )
@@ -234,6 +235,8 @@ def _evaluate_settings(args, loaded, layer, methods, metrics, settings, paths, f
     return {
         "model": loaded.name,
         "weights": loaded.weights,
+        "num_classes": args.num_classes,
+        "model_kwargs": json.loads(json.dumps(model_kwargs_from_flag(args.model_kwargs), default=repr)),
         "layer": layer,
         "methods": methods,
         "controls": ["random", "centre"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import installed_version
+from .common import installed_version, model_kwarg
 
 EXPLAIN_EXAMPLES = """examples:
   mieruka explain photo.jpg                      # default ImageNet model, predicted class
@@ -559,6 +559,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model-kwargs",
         nargs="+",
         action="extend",
+        type=_model_kwarg,
         metavar="KEY=VALUE",
         help="arguments of the architecture's builder, as the model was built for training (timm's "
         "create_model, torchvision's builders): global_pool=avg class_token=False, img_size=384; values "
@@ -579,6 +580,14 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="(default: %(default)s)"
     )
+
+
+def _model_kwarg(item: str) -> str:
+    """argparse's reading of one --model-kwargs item: its own message, not "invalid value"."""
+    try:
+        return model_kwarg(item)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
