@@ -143,6 +143,18 @@ def test_a_class_token_head_is_told_from_one_that_pools_the_patches(build, reads
     assert class_token_head(build(), torch.zeros(1, 3, 224, 224)) is reads_class_token
 
 
+def test_a_head_that_scores_every_token_is_not_taken_for_features():
+    """VOLO adds to its class-token score the best of per-token class scores (`aux_head`, tokens of
+    1000 scores): that linear layer is head, not a feature map. The layer before it, whose patches
+    the token scores read, is chosen."""
+    model = _timm("volo_d1_224")
+    x = torch.randn(1, 3, 224, 224)
+    result = GradCAM(model)(x)
+    assert (result.layer, result.layout) == ("norm", "tokens: 1 prefix + 14x14")
+    assert result.maps.flatten(1).amax(1).item() > 0
+    assert class_token_head(model, x) is False  # the patches reach the scores through aux_head
+
+
 @pytest.mark.parametrize(("height", "width"), [(224, 224), (320, 256), (160, 288)])
 def test_other_input_sizes_read_the_grid_from_the_input(height, width):
     model = _timm("vit_small_patch16_224", dynamic_img_size=True)

@@ -147,7 +147,7 @@ def auto_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     name = pick_auto_layer(infos, outputs, image)
     if name is not None and _later_features(infos, name, image) is None:
         return name
-    chosen = _transformer_layer(model, infos, outputs, inputs[:1], image)
+    chosen = _transformer_layer(model, infos, outputs, inputs[:1], image, _score_count(output))
     if chosen is not None:
         return chosen
     shown = ", ".join(f"{i.name} {list(i.shape) if i.shape else '-'}" for i in infos[-12:]) or "none"
@@ -191,7 +191,12 @@ def _dense_layer(
 
 
 def _transformer_layer(
-    model: nn.Module, infos: list[LayerInfo], outputs: list, inputs: torch.Tensor, image: tuple[int, int]
+    model: nn.Module,
+    infos: list[LayerInfo],
+    outputs: list,
+    inputs: torch.Tensor,
+    image: tuple[int, int],
+    classes: int | None = None,
 ) -> str | None:
     """The automatic layer of a model whose features end as tokens or channels-last maps.
 
@@ -199,8 +204,10 @@ def _transformer_layer(
     layer, which is chosen. A head that reads only the class token gives the patch tokens after the
     last block no gradient at all; there the residual stream entering the last block is the last
     place patches matter: the first layer inside that block (timm's ``blocks[-1].norm1``).
+    A linear layer that turns each token into `classes` scores (VOLO's token-labelling head) is part
+    of the head, not a feature layer.
     """
-    last = _last_token_features(infos, outputs, image)
+    last = _last_token_features(infos, outputs, image, classes)
     if last is None:
         return None
     if _patches_get_gradient(model, last, inputs, image):
@@ -225,21 +232,33 @@ def class_token_head(model: nn.Module, inputs: torch.Tensor) -> bool:
     trust on a class-token ViT')."""
     if not prefix_tokens(model):  # no class token: nothing to check, and no trace to pay for
         return False
-    infos, outputs, _, frame = _trace(model, inputs[:1])
+    infos, outputs, output, frame = _trace(model, inputs[:1])
     if frame is not None:
         return False
     image = (inputs.shape[-2], inputs.shape[-1])
-    last = _last_token_features(infos, outputs, image)
+    last = _last_token_features(infos, outputs, image, _score_count(output))
     return last is not None and not _patches_get_gradient(model, last, inputs[:1], image)
 
 
-def _last_token_features(infos: list[LayerInfo], outputs: list, image: tuple[int, int]) -> LayerInfo | None:
-    """The last layer run once whose output is tokens or a channels-last map (not a pooling's)."""
+def _score_count(output: object) -> int | None:
+    """How many scores a classifier's output (N, K) holds per image; None for other outputs."""
+    from .targets import output_tensor
+
+    tensor = output_tensor(output)
+    return tensor.shape[1] if tensor is not None and tensor.dim() == 2 else None
+
+
+def _last_token_features(
+    infos: list[LayerInfo], outputs: list, image: tuple[int, int], classes: int | None = None
+) -> LayerInfo | None:
+    """The last layer run once whose output is tokens or a channels-last map (not a pooling's, nor
+    a linear layer's that gives each token `classes` scores)."""
     pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
     features = [
         info
         for info, out in zip(infos, outputs)
-        if info.calls == 1
+        if not (info.kind == "Linear" and info.shape is not None and info.shape[-1] == classes)
+        and info.calls == 1
         and info.shape is not None
         and layout(info.shape, image, info.kind, batch=1) in (TOKENS, CHANNELS_LAST)
         and id(out) not in pooled
