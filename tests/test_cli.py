@@ -633,3 +633,14 @@ def test_builder_arguments_from_the_command_line(tmp_path):
     assert line.startswith(
         "mieruka: error: cannot build timm:vit_tiny_patch16_224 with --model-kwargs global_pool='sideways': "
     )
+
+
+def test_layers_lists_the_tree_and_says_why_no_layer_was_chosen():
+    """A token layout the model does not declare (LeViT: 16 tokens, three readings) leaves no automatic
+    layer, but the listing is still printed, with the reason and what to set."""
+    run = mieruka("layers", "--model", "timm:levit_128s")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert any(line.startswith("stages ") for line in lines)
+    assert lines[-1].startswith("no automatic target layer: layer 'stages' outputs 16x384")
+    assert "--prefix-tokens P" in lines[-1]

@@ -67,10 +67,32 @@ def test_what_only_looks_like_a_grid(cells, image):
         ((2, 512, 1, 1), (224, 224), POINT),
         ((2, 6, 197, 64), (224, 224), OTHER),  # per-head keys
         ((2, 6, 197, 197), (224, 224), OTHER),  # attention
+        ((2, 1, 256), (224, 224), OTHER),  # one token (a class token alone): no grid, as (2, 256, 1, 1)
     ],
 )
 def test_layout_of_common_outputs(shape, image, expected):
     assert layout(shape, image) == expected
+
+
+def test_a_head_that_reads_the_class_token_alone_after_its_norm_gets_the_last_block():
+    """PiT's final norm sees only the class token, (N, 1, C): not a 1 x 1 map to explain (it drew one
+    uniform square), so the rule steps back into the last block, a 7 x 7 grid behind a class token."""
+    torch.manual_seed(0)
+    model = timm.create_model("pit_ti_224").eval()
+    result = GradCAM(model)(torch.randn(1, 3, 224, 224))
+    assert (result.layer, result.layout) == ("transformers.2.blocks.3.norm1", "tokens: 1 prefix + 7x7")
+
+
+def test_a_layout_given_by_the_user_reads_the_layer_the_automatic_rule_probes():
+    """LeViT declares no prefix tokens and ends in 16 tokens (0 + 4x4, or 7 + 3x3, or 12 + 2x2): it is
+    refused until told, and once told (no --layer needed) the automatic rule uses what it was told."""
+    torch.manual_seed(0)
+    model = timm.create_model("levit_128s").eval()
+    x = torch.randn(1, 3, 224, 224)
+    with pytest.raises(LayoutError, match=r"ambiguous \(0 prefix \+ 4x4 or 7 prefix \+ 3x3"):
+        GradCAM(model)(x)
+    result = GradCAM(model, prefix_tokens=0)(x)
+    assert (result.layer, result.layout, result.raw.shape) == ("stages", "tokens: 0 prefix + 4x4", (1, 4, 4))
 
 
 def test_token_grid_finds_prefix_tokens_and_the_grid():

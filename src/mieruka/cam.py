@@ -138,7 +138,7 @@ class CAM:
     def layers(self, inputs: torch.Tensor) -> list[tuple[str, nn.Module]]:
         """The (name, module) pairs explained, picking the automatic layer on first use."""
         if self._layers is None:
-            self._layers = self._resolve(auto_layer(self.model, inputs))
+            self._layers = self._resolve(auto_layer(self.model, inputs, self.layout))
         return self._layers
 
     def __call__(

@@ -32,7 +32,16 @@ from torch import nn
 
 from .errors import MierukaError
 from .geometry import Frame, recording
-from .layouts import CHANNELS_FIRST, CHANNELS_LAST, TOKENS, LayoutError, layout, prefix_tokens, resolve_layout
+from .layouts import (
+    CHANNELS_FIRST,
+    CHANNELS_LAST,
+    TOKENS,
+    LayoutError,
+    LayoutRequest,
+    layout,
+    prefix_tokens,
+    resolve_layout,
+)
 
 
 @dataclass(frozen=True)
@@ -131,8 +140,9 @@ def _trace(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo], lis
     return infos, [outputs[n] for n in order], output, frames[0] if frames else None
 
 
-def auto_layer(model: nn.Module, inputs: torch.Tensor) -> str:
-    """The dotted name of the layer the automatic rule (module docstring) picks for this input."""
+def auto_layer(model: nn.Module, inputs: torch.Tensor, requested: LayoutRequest | None = None) -> str:
+    """The dotted name of the layer the automatic rule (module docstring) picks for this input;
+    `requested` (the user's layout, prefix tokens, grid) reads the token layers the rule probes."""
     infos, outputs, output, frame = _trace(model, inputs[:1])
     image = frame.padded if frame is not None else (inputs.shape[-2], inputs.shape[-1])
     classes = _dense_classes(output)
@@ -147,7 +157,7 @@ def auto_layer(model: nn.Module, inputs: torch.Tensor) -> str:
     name = pick_auto_layer(infos, outputs, image)
     if name is not None and _later_features(infos, name, image) is None:
         return name
-    chosen = _transformer_layer(model, infos, outputs, inputs[:1], image, _score_count(output))
+    chosen = _transformer_layer(model, infos, outputs, inputs[:1], image, _score_count(output), requested)
     if chosen is not None:
         return chosen
     shown = ", ".join(f"{i.name} {list(i.shape) if i.shape else '-'}" for i in infos[-12:]) or "none"
@@ -197,6 +207,7 @@ def _transformer_layer(
     inputs: torch.Tensor,
     image: tuple[int, int],
     classes: int | None = None,
+    requested: LayoutRequest | None = None,
 ) -> str | None:
     """The automatic layer of a model whose features end as tokens or channels-last maps.
 
@@ -210,7 +221,7 @@ def _transformer_layer(
     last = _last_token_features(infos, outputs, image, classes)
     if last is None:
         return None
-    if _patches_get_gradient(model, last, inputs, image):
+    if _patches_get_gradient(model, last, inputs, image, requested):
         return last.name
     block = _last_block(infos, image)
     if block is None:
@@ -266,7 +277,9 @@ def _last_token_features(
     return features[-1] if features else None
 
 
-def _patches_get_gradient(model: nn.Module, info: LayerInfo, inputs: torch.Tensor, image) -> bool:
+def _patches_get_gradient(
+    model: nn.Module, info: LayerInfo, inputs: torch.Tensor, image, requested: LayoutRequest | None = None
+) -> bool:
     """Whether the predicted class's score has a gradient at the patch tokens (not only prefix tokens)."""
     from .capture import capture
     from .layouts import prefix_tokens, resolve_layout
@@ -280,7 +293,7 @@ def _patches_get_gradient(model: nn.Module, info: LayerInfo, inputs: torch.Tenso
         lambda output: resolve_targets(None, output),
         layer_names=[info.name],
         resolve=lambda _, module, shape, seen: resolve_layout(
-            info.name, shape, seen, module=module, prefix_hint=hint
+            info.name, shape, seen, module=module, prefix_hint=hint, requested=requested
         ),
     )
     assert captured.gradients is not None

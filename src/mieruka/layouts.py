@@ -83,12 +83,13 @@ def token_grids(
     length: int, image: tuple[int, int], prefix: int | None = None
 ) -> list[tuple[int, tuple[int, int]]]:
     """Every (prefix tokens, (h, w)) that splits `length` tokens into a few prefix tokens and a patch
-    grid over the image; only `prefix` prefix tokens when it is given."""
+    grid over the image; only `prefix` prefix tokens when it is given. A grid of one patch is no map
+    (a class token alone, as PiT's last norm sees), as a 1 x 1 channels-first output is none."""
     height, width = image
     found = []
     for count in range(_MAX_PREFIX_TOKENS + 1) if prefix is None else [prefix]:
         patches = length - count
-        if patches < 1:
+        if patches < 2:
             break
         # the grid's aspect follows the image's: h / w = H / W
         h = round(math.sqrt(patches * height / width))

@@ -87,7 +87,8 @@ def run_serve(args) -> int:
 
 
 def run_layers(args) -> int:
-    from ..layers import LayerError, auto_layer, layout_describer, trace_layers
+    from ..errors import MierukaError
+    from ..layers import auto_layer, layout_describer, trace_layers
 
     loaded, device = load_from_flags(args, shapes_only=True)
     dummy = dummy_input(loaded, device)
@@ -95,8 +96,10 @@ def run_layers(args) -> int:
     infos, _ = trace_layers(loaded.model, dummy)
     try:
         auto = auto_layer(loaded.model, dummy)
-    except LayerError:
-        auto = None
+    except MierukaError as error:  # no layer qualifies, or its token layout is ambiguous: the tree shows
+        auto, why = None, str(error)
+    else:
+        why = "name one with --layer"
     describe = layout_describer(loaded.model, image)
     by_name = {info.name: info for info in infos}
     rows = []
@@ -125,5 +128,5 @@ def run_layers(args) -> int:
     if auto:
         print(f"automatic target layer: {auto}")
     else:
-        print("no automatic target layer: name one with --layer")
+        print(f"no automatic target layer: {why}")
     return 0
