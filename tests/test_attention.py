@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+import torchvision
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
@@ -296,9 +297,19 @@ def test_dinov2_with_registers_at_a_small_and_a_non_square_size():
 
 
 def test_a_model_without_timm_attention_is_refused_in_one_line(tiny_net):
-    with pytest.raises(AttentionError, match=r"timm ViT-family models .* got TinyGapNet$") as error:
+    with pytest.raises(AttentionError, match=r"timm ViT-family models .* got [\w.]+\.TinyGapNet$") as error:
         attention_maps(tiny_net, torch.randn(1, 1, 4, 4), pick, "rollout")
     assert "\n" not in str(error.value)
+
+
+def test_torchvisions_vit_is_named_in_full_when_refused():
+    """Its class is a VisionTransformer too: the bare name would read as a contradiction."""
+    torch.manual_seed(0)
+    model = torchvision.models.vit_b_16().eval()
+    with pytest.raises(
+        AttentionError, match=r"got torchvision\.models\.vision_transformer\.VisionTransformer$"
+    ):
+        attention_maps(model, torch.randn(1, 3, 224, 224), pick, "rollout")
 
 
 def test_a_wrapped_vit_works():

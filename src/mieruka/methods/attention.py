@@ -87,7 +87,10 @@ def vision_transformer(model: nn.Module) -> nn.Module:
     classes = _classes(_MODEL_CLASSES)
     found = next((m for m in model.modules() if isinstance(m, classes)), None)
     if found is None or not attention_modules(found):
-        raise AttentionError(f"attention maps need one of the {SUPPORTED}; got {type(model).__name__}")
+        kind = type(model)  # in full: torchvision's ViT is a VisionTransformer too, and not supported
+        raise AttentionError(
+            f"attention maps need one of the {SUPPORTED}; got {kind.__module__}.{kind.__qualname__}"
+        )
     return found
 
 
