@@ -257,6 +257,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert not list(tmp_path.glob("*.png"))
 
 
+def test_an_attention_method_the_model_cannot_serve_is_refused_before_anything_is_written(tmp_path):
+    """rollout on a CNN used to fail at the first photo, after run.json and results.jsonl were written."""
+    out = tmp_path / "out"
+    run = mieruka("explain", SAMPLES / "cat.jpg", "--method", "gradcam,rollout", "--out", out)
+    assert run.returncode == 2 and "attention maps need one of the timm ViT-family" in run.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_labels_no_font_has_give_one_warning_line(tmp_path):
     """One line for the run, however many pictures show the characters."""
     torch.manual_seed(0)

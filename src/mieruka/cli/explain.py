@@ -92,6 +92,10 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     )
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.layers(dummy_input(loaded, device)))
+    if any(METHODS[m].kind == "attention" for m in methods):  # refused before the folder is touched
+        from ..methods.attention import vision_transformer
+
+        vision_transformer(loaded.model)
     task = task_of(args, loaded, device)
     if args.style == "boxes" and task != "detect":
         raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")
