@@ -282,7 +282,6 @@ def _patches_get_gradient(
 ) -> bool:
     """Whether the predicted class's score has a gradient at the patch tokens (not only prefix tokens)."""
     from .capture import capture
-    from .layouts import prefix_tokens, resolve_layout
     from .targets import resolve_targets
 
     hint = prefix_tokens(model)

@@ -92,15 +92,15 @@ def load_model(
     state = None
     if weights is not None and (Path(weights).exists() or not re.fullmatch(r"[A-Z0-9_]+", str(weights))):
         state = read_checkpoint(Path(weights), trust_checkpoint)
-    if options and (isinstance(state, nn.Module) or (default and weights is None and not random_weights)):
-        if isinstance(state, nn.Module):
-            raise ModelError(f"--weights {weights} is a whole model, built already: leave out --model-kwargs")
-        raise ModelError(
-            "--model-kwargs build an architecture named with --model; the default model takes none"
-        )
     if isinstance(state, nn.Module):  # a whole pickled model, loaded because the caller trusts it
+        if options:
+            raise ModelError(f"--weights {weights} is a whole model, built already: leave out --model-kwargs")
         loaded = LoadedModel(state, Preprocess(), None, type(state).__name__)
     elif default and weights is None and not random_weights:
+        if options:
+            raise ModelError(
+                "--model-kwargs build an architecture named with --model; the default model takes none"
+            )
         loaded = _default_model(num_classes)
     else:
         with torch.random.fork_rng(devices=[]):
@@ -196,8 +196,6 @@ def _check_model_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def _build(builder, shown: str, options: Mapping[str, Any], /, **kwargs) -> nn.Module:
     """`builder(**kwargs)` with `options` over them; what it refuses is one line naming `shown`."""
-    given = " ".join(f"{k}={v!r}" for k, v in options.items())
-    where = f" with --model-kwargs {given}" if options else ""
     try:
         model = builder(**(kwargs | dict(options)))
     except (TypeError, ValueError, AssertionError) as error:
@@ -209,6 +207,8 @@ def _build(builder, shown: str, options: Mapping[str, Any], /, **kwargs) -> nn.M
                 reference = builder(**kwargs)
             if reference is not None:
                 _check_types(reference, shown, options)
+        given = " ".join(f"{k}={v!r}" for k, v in options.items())
+        where = f" with --model-kwargs {given}" if options else ""
         raise ModelError(f"cannot build {shown}{where}: {_first_line(error)[:200]}") from None
     _check_types(model, shown, options)
     return model

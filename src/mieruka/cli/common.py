@@ -31,35 +31,44 @@ def device_from_flag(name: str):
 
 
 def model_kwargs_from_flag(items: list[str] | None) -> dict:
-    """--model-kwargs KEY=VALUE ... as a dict: each value a Python literal (384, False, (384, 384),
-    None) or else text (avg), as timm's training script reads them; true/false/none in any case too."""
-    import ast
-
+    """--model-kwargs KEY=VALUE ... as a dict (each item read by :func:`model_kwarg`)."""
     options: dict = {}
     for item in items or []:
-        key = model_kwarg(item).partition("=")[0].strip()
-        text = item.partition("=")[2]
+        key, value = model_kwarg(item)
         if key in options:
             raise ValueError(f"--model-kwargs: {key} is given twice")
-        words = {"true": True, "false": False, "none": None}
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            value = words.get(text.strip().lower(), text)
         options[key] = value
     return options
 
 
-def model_kwarg(item: str) -> str:
-    """One --model-kwargs item, checked as argparse reads it: a path swallowed by the list (the flag
-    takes every word after it) is named there, before a missing-path error would hide why."""
-    key, equals, _ = item.partition("=")
+def model_kwargs_record(items: list[str] | None) -> dict:
+    """--model-kwargs as run.json and metrics.json hold them, and read them back: tuples as lists."""
+    import json
+
+    return json.loads(json.dumps(model_kwargs_from_flag(items), default=repr))
+
+
+_WORDS = {"true": True, "false": False, "none": None}  # in any case, besides Python's spelling
+
+
+def model_kwarg(item: str) -> tuple[str, object]:
+    """One --model-kwargs item as (key, value): the value a Python literal (384, False, (384, 384),
+    None) or else text (avg), as timm's training script reads them. argparse checks each item with it,
+    so a path swallowed by the list (the flag takes every word after it) is named there, before a
+    missing-path error would hide why."""
+    import ast
+
+    key, equals, text = item.partition("=")
     if not equals or not key.strip().isidentifier():
         raise ValueError(
             f"expected KEY=VALUE, got {item!r}: quote a value with spaces, and put paths before "
             "--model-kwargs or end its list with --"
         )
-    return item
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = _WORDS.get(text.strip().lower(), text)
+    return key.strip(), value
 
 
 def load_from_flags(args, shapes_only: bool = False):

@@ -14,7 +14,7 @@ from .common import (
     dummy_input,
     installed_version,
     load_from_flags,
-    model_kwargs_from_flag,
+    model_kwargs_record,
     parse_target,
     warn_if_random,
 )
@@ -236,7 +236,7 @@ def _evaluate_settings(args, loaded, layer, methods, metrics, settings, paths, f
         "model": loaded.name,
         "weights": loaded.weights,
         "num_classes": args.num_classes,
-        "model_kwargs": json.loads(json.dumps(model_kwargs_from_flag(args.model_kwargs), default=repr)),
+        "model_kwargs": model_kwargs_record(args.model_kwargs),
         "layer": layer,
         "methods": methods,
         "controls": ["random", "centre"],

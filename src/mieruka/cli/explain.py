@@ -18,7 +18,7 @@ from .common import (
     installed_version,
     interrupts_after,
     load_from_flags,
-    model_kwargs_from_flag,
+    model_kwargs_record,
     render_options,
     stop_on_sigterm,
     warn_if_random,
@@ -225,13 +225,11 @@ def _explain_settings(args, loaded, layer_names: str, methods: list[str], task: 
 
     weights = args.weights
     named = weights is not None and not Path(weights).is_file()
-    # as run.json reads them back: tuples as lists
-    builder = json.loads(json.dumps(model_kwargs_from_flag(args.model_kwargs), default=repr))
     return {
         "model": loaded.name,
         "weights": loaded.weights if weights is None or named else file_identity(weights),
         "num-classes": args.num_classes,
-        "model-kwargs": builder or None,  # None when not given, as in runs from before the flag
+        "model-kwargs": model_kwargs_record(args.model_kwargs) or None,  # None: as runs before the flag
         "labels": file_identity(args.labels),
         "method": methods,
         "layer": layer_names,

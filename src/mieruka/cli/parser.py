@@ -583,9 +583,10 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_kwarg(item: str) -> str:
-    """argparse's reading of one --model-kwargs item: its own message, not "invalid value"."""
+    """argparse's check of one --model-kwargs item, kept as given: its own message, not "invalid value"."""
     try:
-        return model_kwarg(item)
+        model_kwarg(item)
+        return item
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
