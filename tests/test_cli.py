@@ -643,12 +643,34 @@ def test_builder_arguments_from_the_command_line(tmp_path):
     )
 
 
-def test_layers_lists_the_tree_and_says_why_no_layer_was_chosen():
-    """A token layout the model does not declare (LeViT: 16 tokens, three readings) leaves no automatic
-    layer, but the listing is still printed, with the reason and what to set."""
-    run = mieruka("layers", "--model", "timm:levit_128s")
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.strip().splitlines()
-    assert any(line.startswith("stages ") for line in lines)
-    assert lines[-1].startswith("no automatic target layer: layer 'stages' outputs 16x384")
-    assert "--prefix-tokens P" in lines[-1]
+class _UndeclaredTokens(torch.nn.Module):
+    """16 tokens from a 4 x 4 patch grid, and a parameter whose name could be a class token's
+    (`cls_scale`): 0 + 4x4, 7 + 3x3 and 12 + 2x2 all fit, and the model does not say which."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Conv2d(3, 8, 56, stride=56)
+        self.cls_scale = torch.nn.Parameter(torch.ones(8))
+        self.norm = torch.nn.LayerNorm(8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(self.embed(x).flatten(2).transpose(1, 2) * self.cls_scale)
+        return self.head(tokens.mean(1))
+
+
+def test_layers_lists_the_tree_and_says_why_no_layer_was_chosen(monkeypatch, capsys):
+    """A token layout the model does not declare leaves no automatic layer, but the listing is still
+    printed, with the reason and what to set."""
+    from mieruka.cli import commands
+    from mieruka.cli.parser import build_parser
+    from mieruka.images import Preprocess
+    from mieruka.models import LoadedModel
+
+    loaded = LoadedModel(_UndeclaredTokens().eval(), Preprocess(), None, "undeclared", weights="random")
+    monkeypatch.setattr(commands, "load_from_flags", lambda args, shapes_only=False: (loaded, "cpu"))
+    assert commands.run_layers(build_parser().parse_args(["layers"])) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert any(line.startswith("norm ") for line in lines)
+    assert lines[-1].startswith("no automatic target layer: layer 'norm' outputs 16x8 for a 224x224 input")
+    assert "ambiguous (0 prefix + 4x4 or 7 prefix + 3x3" in lines[-1] and "--prefix-tokens P" in lines[-1]

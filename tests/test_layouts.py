@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from torch import nn
 
 from conftest import random_model
 from mieruka import GradCAM
@@ -20,6 +21,7 @@ from mieruka.layouts import (
     LayoutError,
     is_grid,
     layout,
+    prefix_tokens,
     token_grid,
 )
 
@@ -83,16 +85,54 @@ def test_a_head_that_reads_the_class_token_alone_after_its_norm_gets_the_last_bl
     assert (result.layer, result.layout) == ("transformers.2.blocks.3.norm1", "tokens: 1 prefix + 7x7")
 
 
+@pytest.mark.parametrize(
+    "arch, layer, layout",
+    [
+        ("levit_128s", "stages", "tokens: 0 prefix + 4x4"),  # 16 tokens: 0 + 4x4, 7 + 3x3 or 12 + 2x2
+        ("twins_svt_small", "norm", "tokens: 0 prefix + 7x7"),
+        ("hiera_tiny_224", "blocks.11", "tokens: 0 prefix + 7x7"),  # an all-zero head: no gradient to ask
+    ],
+)
+def test_a_model_with_no_token_parameters_is_read_with_no_prefix_tokens(arch, layer, layout):
+    """Nothing in these models could be put before the patches, so their token counts, which other
+    splits would also fit, are read as a bare grid, and the map is that grid's."""
+    torch.manual_seed(0)
+    model = timm.create_model(arch).eval()
+    assert prefix_tokens(model) == 0
+    result = GradCAM(model)(torch.randn(1, 3, 224, 224))
+    assert (result.layer, result.layout) == (layer, layout)
+    side = int(layout.rsplit("x", 1)[1])
+    assert result.raw.shape == (1, side, side)
+
+
+def test_per_stage_class_tokens_count_once():
+    """CoaT keeps a class token per stage (cls_token1..4): each stage's layers see one."""
+    model = timm.create_model("coat_lite_tiny").eval()
+    assert prefix_tokens(model) == 1
+    assert GradCAM(model)(torch.randn(1, 3, 224, 224)).layout == "tokens: 1 prefix + 7x7"
+
+
+def test_a_token_like_parameter_of_another_name_leaves_the_count_unknown():
+    """CLIP keeps its class token as a vector named class_embedding: the count is not known, so an
+    ambiguous token count is refused rather than read as a bare grid."""
+
+    class Clipish(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.class_embedding = nn.Parameter(torch.zeros(8))
+            self.proj = nn.Linear(8, 8)
+
+    assert prefix_tokens(Clipish()) is None
+    assert prefix_tokens(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())) == 0
+
+
 def test_a_layout_given_by_the_user_reads_the_layer_the_automatic_rule_probes():
-    """LeViT declares no prefix tokens and ends in 16 tokens (0 + 4x4, or 7 + 3x3, or 12 + 2x2): it is
-    refused until told, and once told (no --layer needed) the automatic rule uses what it was told."""
+    """A layout the user gives (no --layer needed) is the one the automatic rule reads: told 7 prefix
+    tokens on LeViT's 16, the probe reads the last stage as 7 + 3x3 (what it is told, not 4 x 4)."""
     torch.manual_seed(0)
     model = timm.create_model("levit_128s").eval()
-    x = torch.randn(1, 3, 224, 224)
-    with pytest.raises(LayoutError, match=r"ambiguous \(0 prefix \+ 4x4 or 7 prefix \+ 3x3"):
-        GradCAM(model)(x)
-    result = GradCAM(model, prefix_tokens=0)(x)
-    assert (result.layer, result.layout, result.raw.shape) == ("stages", "tokens: 0 prefix + 4x4", (1, 4, 4))
+    result = GradCAM(model, prefix_tokens=7)(torch.randn(1, 3, 224, 224))
+    assert (result.layer, result.layout, result.raw.shape) == ("stages", "tokens: 7 prefix + 3x3", (1, 3, 3))
 
 
 def test_token_grid_finds_prefix_tokens_and_the_grid():

@@ -280,7 +280,11 @@ def _last_token_features(
 def _patches_get_gradient(
     model: nn.Module, info: LayerInfo, inputs: torch.Tensor, image, requested: LayoutRequest | None = None
 ) -> bool:
-    """Whether the predicted class's score has a gradient at the patch tokens (not only prefix tokens)."""
+    """Whether the predicted class's score has a gradient at the patch tokens (not only prefix tokens).
+
+    Where it has none at any token (an all-zero head, as timm's Hiera and torchvision's ViT are
+    built), the structure decides: a model with prefix tokens is taken to read them, one without to
+    pool its patches."""
     from .capture import capture
     from .targets import resolve_targets
 
@@ -296,7 +300,10 @@ def _patches_get_gradient(
         ),
     )
     assert captured.gradients is not None
-    return bool(captured.layouts[0].to_channels_first(captured.gradients[0]).abs().amax() > 0)
+    gradient = captured.gradients[0]
+    if captured.layouts[0].to_channels_first(gradient).abs().amax() > 0:
+        return True
+    return not hint if gradient.abs().amax() == 0 else False
 
 
 def _last_block(infos: list[LayerInfo], image: tuple[int, int]) -> LayerInfo | None:

@@ -13,6 +13,7 @@ two strides H/h and W/w of a real grid agree (within rounding of odd sizes).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -176,6 +177,8 @@ _PREFIX_PARAMETERS = (
     "reg_token",
     "register_tokens",
 )
+_STAGE_TOKEN = r"(cls|class)_token_?\d+"
+_TOKEN_LIKE = r"token|cls|class_emb"  # a parameter named so may be a prefix token under another name
 
 
 @dataclass(frozen=True)
@@ -228,17 +231,24 @@ def prefix_tokens(model: nn.Module) -> int | None:
 
     timm models carry ``num_prefix_tokens``; torchvision's ViT, Hugging Face and most others keep the
     tokens as parameters named ``cls_token``, ``class_token``, ``dist_token``, ``register_tokens`` ...
-    None when the model has no token parameters at all (a hierarchical model, or one that says nothing).
+    0 when no parameter could be a token (no name with "token", "cls" or "class_emb"): a hierarchical
+    model (LeViT, Twins, Hiera) has nothing to put before its patches. None when the model does not
+    say (a token-like parameter of another name or shape, such as CLIP's ``class_embedding``).
     """
     count = getattr(model, "num_prefix_tokens", None)
     if isinstance(count, int):
         return count
-    found = [
-        parameter
+    tokens = [  # (the parameter's own name, its token count)
+        (name.rsplit(".", 1)[-1], parameter.shape[-2] if parameter.dim() >= 2 else 0)
         for name, parameter in model.named_parameters()
-        if name.rsplit(".", 1)[-1] in _PREFIX_PARAMETERS and parameter.dim() >= 2
     ]
-    return sum(parameter.shape[-2] for parameter in found) if found else None
+    found = [count for name, count in tokens if name in _PREFIX_PARAMETERS and count]
+    if found:
+        return sum(found)
+    staged = [count for name, count in tokens if re.fullmatch(_STAGE_TOKEN, name) and count]
+    if staged:  # one class token per stage or branch (CoaT's cls_token1..4, CrossViT's cls_token_0, _1)
+        return max(staged)  # what one stage's layers see
+    return None if any(re.search(_TOKEN_LIKE, name) for name, _ in tokens) else 0
 
 
 def resolve_layout(
