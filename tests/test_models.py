@@ -241,6 +241,32 @@ def test_an_input_size_given_to_the_builder_sets_the_crop(name, options, size):
 
 
 @pytest.mark.parametrize(
+    ("name", "recipe"),
+    [
+        ("resnet18", (256, 224, "bilinear")),  # the classic recipe, as in 0.1
+        ("inception_v3", (342, 299, "bilinear")),  # its file holds the training-only AuxLogits too
+        ("efficientnet_v2_s", (384, 384, "bilinear")),
+        ("swin_t", (232, 224, "bicubic")),
+        ("vit_h_14", (224, 224, "bicubic")),  # DEFAULT is at 518; built for 224, its 224 weights' recipe
+    ],
+)
+def test_weights_of_ones_own_get_the_recipe_of_the_architectures_published_weights(tmp_path, name, recipe):
+    """A fine-tuned torchvision model is preprocessed as its DEFAULT weights were (what fine-tuning
+    starts from), at the size the model was built for; not at 256 / 224 whatever the architecture."""
+    import torchvision.models as tvm
+
+    if name == "vit_h_14":
+        loaded = load_model(name, random_weights=True)
+    else:
+        path = tmp_path / "ft.pth"
+        torch.save(tvm.get_model(name, weights=None, num_classes=3).state_dict(), path)
+        loaded = load_model(name, weights=path, num_classes=3)
+    preprocess = loaded.preprocess
+    assert (preprocess.resize, preprocess.crop, preprocess.interpolation) == recipe
+    assert preprocess.mean == (0.485, 0.456, 0.406)
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"num_classes": 3}, "num_classes has its own option: --num-classes N"),

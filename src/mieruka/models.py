@@ -321,34 +321,52 @@ def _torchvision_model(
         raise _no_weights(name)
     if name in dense:
         return _dense_model(name, dense[name], weights, state, num_classes, options)
-    crop = _crop_option(options, "image_size")
-    preprocess = Preprocess(_resize_for(crop, 0.875), crop) if crop else Preprocess()
     labels, named = None, None
     if weights is not None and state is None:
         named = _named_weights(name, str(weights))
-        transforms = named.transforms()
-        preprocess = Preprocess(
-            _first(transforms.resize_size),
-            _first(transforms.crop_size),
-            tuple(transforms.mean),
-            tuple(transforms.std),
-            transforms.interpolation.value,
-        )
         labels = list(named.meta.get("categories") or []) or None
     elif weights is None or num_classes in (None, 1000):
         labels = list(imagenet_labels()) if num_classes in (None, 1000) else None
     kwargs: dict[str, Any] = {"weights": None}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    source = _cached_weights(named) if named is not None else state
     if name.startswith("inception") or name == "googlenet":
-        kwargs["aux_logits"] = False
+        # the auxiliary classifiers run only in training; built when the file has them, so they load
+        kwargs["aux_logits"] = source is not None and any(
+            k.startswith(("AuxLogits.", "aux1.")) for k in source
+        )
         kwargs["init_weights"] = False
     model = _build(tvm.get_model, name, options, name=name, **kwargs)
-    if named is not None:
-        _load_state(model, name, _cached_weights(named), source=str(weights))
-    elif state is not None:
-        _load_state(model, name, state, source=str(weights))
-    return LoadedModel(model, preprocess, labels, name)
+    if source is not None:
+        _load_state(model, name, source, source=str(weights))
+    return LoadedModel(model, _torchvision_preprocess(name, named, model, options), labels, name)
+
+
+def _torchvision_preprocess(name: str, named, model: nn.Module, options: Mapping[str, Any]) -> Preprocess:
+    """The recipe of the named weights; for weights of the user's own, that of the architecture's
+    published weights (DEFAULT, as torchvision's fine-tuning recipes start from: inception_v3 342/299,
+    efficientnet_v2_s 384/384, swin_t 232/224 bicubic), at the input size the model was built for."""
+    import torchvision.models as tvm
+
+    crop = _crop_option(options, "image_size")
+    if crop and named is None:  # asked for by the builder argument: the crop follows it
+        return Preprocess(_resize_for(crop, 0.875), crop)
+    enum = tvm.get_model_weights(name)
+    candidates = [named] if named is not None else [enum.DEFAULT, *enum]
+    built = getattr(model, "image_size", None)  # a ViT takes one input size only
+    for weights in candidates:
+        transforms = weights.transforms()
+        if named is None and isinstance(built, int) and _first(transforms.crop_size) != built:
+            continue
+        return Preprocess(
+            _first(transforms.resize_size),
+            _first(transforms.crop_size),
+            tuple(transforms.mean),
+            tuple(transforms.std),
+            transforms.interpolation.value,
+        )
+    return Preprocess(_resize_for(built, 0.875), built)
 
 
 def _dense_model(
