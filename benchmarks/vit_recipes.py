@@ -2,7 +2,8 @@
 
 The small ViT of the test suite is retrained with its own recipe and a few common changes (QK
 normalization alone, then with two wider heads or with four register tokens; a wider model; twice the
-epochs; an average-pooled head instead of the class token), each with several seeds, and every run is
+epochs; two or three blocks instead of four; an average-pooled head instead of the class token), each
+with several seeds, and every run is
 explained on the same held-out shapes at the automatic layer. The pointing game of Grad-CAM beside
 token-wise methods (HiResCAM, LayerCAM) and attention methods (rollout, GAE) shows which method's reading
 survives a change of recipe or seed. Each run trains on one thread; `--jobs` runs go at once. The rows
@@ -42,6 +43,8 @@ RECIPES = {  # name: (build_shapes_vit changes, train_shapes_vit settings)
     "qk-norm + 4 registers": ({"qk_norm": True, "reg_tokens": 4}, {}),
     "width 128": ({"embed_dim": 128}, {}),
     "20 epochs": ({}, {"epochs": 20}),
+    "depth 2": ({"depth": 2}, {}),
+    "depth 3": ({"depth": 3}, {}),
     # No class token: the head averages the patches. It needs twice the epochs to learn the task.
     "average-pooled": ({"global_pool": "avg", "class_token": False}, {"epochs": 20}),
 }
