@@ -255,6 +255,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert "Traceback" not in run.stderr
     assert not list(tmp_path.glob("*.png"))
+    # refused before the run starts: a named layer that cannot be read once wrote run.json first
+    assert not (tmp_path / "run.json").exists() and not (tmp_path / "results.jsonl").exists()
 
 
 def test_an_attention_method_the_model_cannot_serve_is_refused_before_anything_is_written(tmp_path):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import Capture, Split, capture, split_at
+from .capture import Capture, Split, capture, probe, split_at
 from .geometry import to_input
 from .layers import auto_layer, evaluating, resolve_layer
 from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout
@@ -183,8 +183,25 @@ class CAM:
             for name, raw in raws.items()
         }
 
-    def _capture(self, inputs, layers, chosen: list[Method], choose) -> Capture:
-        needs_gradients = any(m.kind in ("gradient", "guided") for m in chosen)
+    def check(self, inputs: torch.Tensor) -> list[tuple[str, nn.Module]]:
+        """The layers explained, checked on `inputs` (a dummy batch will do) by one forward pass: a
+        named layer that returns no tensor, runs twice or has no readable layout is refused here,
+        before a run writes anything, not at its first photo."""
+        named = self._layers is not None
+        layers = self.layers(inputs)
+        if named:  # the automatic rule has already read its layer
+            inputs = _match_model(self.model, _as_batch(inputs))
+            probe(
+                self.model,
+                [module for _, module in layers],
+                inputs,
+                layer_names=[name for name, _ in layers],
+                resolve=self._resolver(layers),
+            )
+        return layers
+
+    def _resolver(self, layers: list[tuple[str, nn.Module]]):
+        """How each captured layer's output lies over the image (see :func:`mieruka.capture.capture`)."""
 
         def resolve(position: int, module: nn.Module, shape: tuple[int, ...], image) -> Layout:
             if len(shape) != 3:  # only tokens need the model's prefix-token count
@@ -200,14 +217,17 @@ class CAM:
                 requested=self.layout,
             )
 
+        return resolve
+
+    def _capture(self, inputs, layers, chosen: list[Method], choose) -> Capture:
         return capture(
             self.model,
             [module for _, module in layers],
             inputs,
             choose,
-            gradients=needs_gradients,
+            gradients=any(m.kind in ("gradient", "guided") for m in chosen),
             layer_names=[name for name, _ in layers],
-            resolve=resolve,
+            resolve=self._resolver(layers),
         )
 
     def _maps(self, inputs, layers, chosen: list[Method], captured: Capture) -> dict[str, torch.Tensor]:

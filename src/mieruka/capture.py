@@ -77,12 +77,8 @@ def capture(
             calls[position] += 1
             if calls[position] > 1:
                 return None
-            if not isinstance(output, torch.Tensor):
-                raise LayerError(
-                    f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another"
-                )
             seen = frames[0].padded if frames else image  # the transform ran first
-            layouts[position] = resolve(position, module, tuple(output.shape), seen)
+            layouts[position] = _read_layout(names, position, module, output, seen, resolve)
             if output.requires_grad and torch.is_grad_enabled():
                 activation = output  # already on the graph of an earlier captured layer
             else:
@@ -140,6 +136,49 @@ def output_logits(output: object) -> tuple[torch.Tensor | None, str | None]:
         if tensor.dim() == 2:
             return tensor, where
     return None, None
+
+
+def probe(
+    model: nn.Module,
+    layers: Sequence[nn.Module],
+    inputs: torch.Tensor,
+    *,
+    layer_names: Sequence[str],
+    resolve: Callable[[int, nn.Module, tuple[int, ...], tuple[int, int]], Layout],
+) -> list[Layout]:
+    """One forward pass without gradients that checks `layers` as :func:`capture` would (each returns a
+    tensor, runs once and has a layout `resolve` can read), so a wrong layer is refused before a run
+    writes anything; their layouts."""
+    names = list(layer_names)
+    image = (inputs.shape[-2], inputs.shape[-1])
+    layouts: list[Layout] = [Layout()] * len(layers)
+    calls = [0] * len(layers)
+
+    def make_hook(position: int):
+        def hook(module: nn.Module, args: tuple, output: object) -> None:
+            calls[position] += 1
+            if calls[position] == 1:
+                seen = frames[0].padded if frames else image
+                layouts[position] = _read_layout(names, position, module, output, seen, resolve)
+
+        return hook
+
+    handles = [layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
+    try:
+        with evaluating(model), torch.no_grad(), recording(model) as frames:
+            model(inputs)
+        _check_calls(names, calls)
+        return layouts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _read_layout(names: list[str], position: int, module: nn.Module, output: object, seen, resolve) -> Layout:
+    """The layout of a captured layer's output over the `seen` (H, W) image; refused if not a tensor."""
+    if not isinstance(output, torch.Tensor):
+        raise LayerError(f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another")
+    return resolve(position, module, tuple(output.shape), seen)
 
 
 def _check_calls(names: list[str], calls: list[int]) -> None:

@@ -69,7 +69,7 @@ def run_evaluate(args) -> int:
         loaded.model, args.layer, method=methods[0], labels=loaded.labels, score_channels=args.score_channels
     )
     dummy = dummy_input(loaded, device)
-    layer_names = ",".join(name for name, _ in cam.layers(dummy))  # a wrong --layer fails here
+    layer_names = ",".join(name for name, _ in cam.check(dummy))  # a wrong --layer fails here
     from ..layers import evaluating
 
     with torch.no_grad(), evaluating(loaded.model):

@@ -91,7 +91,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         grid=args.grid,
     )
     # a wrong --layer fails here, before any file is read
-    layer_names = ",".join(name for name, _ in cam.layers(dummy_input(loaded, device)))
+    layer_names = ",".join(name for name, _ in cam.check(dummy_input(loaded, device)))
     if any(METHODS[m].kind == "attention" for m in methods):  # refused before the folder is touched
         from ..methods.attention import vision_transformer
 
