@@ -177,7 +177,9 @@ def probe(
 def _read_layout(names: list[str], position: int, module: nn.Module, output: object, seen, resolve) -> Layout:
     """The layout of a captured layer's output over the `seen` (H, W) image; refused if not a tensor."""
     if not isinstance(output, torch.Tensor):
-        raise LayerError(f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another")
+        raise LayerError(
+            f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another"
+        )
     return resolve(position, module, tuple(output.shape), seen)
 
 
