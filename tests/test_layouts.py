@@ -85,6 +85,17 @@ def test_a_head_that_reads_the_class_token_alone_after_its_norm_gets_the_last_bl
     assert (result.layer, result.layout) == ("transformers.2.blocks.3.norm1", "tokens: 1 prefix + 7x7")
 
 
+def test_class_attention_blocks_after_the_patch_blocks_are_where_the_head_reads_the_patches():
+    """CaiT's last two blocks let the class token alone attend to the patches, which they leave as
+    they are; the residual stream entering the last of them (class token and patches) is the layer,
+    not the last patch block one step earlier."""
+    torch.manual_seed(0)
+    model = timm.create_model("cait_xxs24_224").eval()
+    result = GradCAM(model)(torch.randn(1, 3, 224, 224))
+    assert (result.layer, result.layout) == ("blocks_token_only.1.norm1", "tokens: 1 prefix + 14x14")
+    assert result.raw.abs().amax() > 0
+
+
 @pytest.mark.parametrize(
     "arch, layer, layout",
     [

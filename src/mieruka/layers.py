@@ -229,11 +229,42 @@ def _transformer_layer(
             f"the model's head reads no patch token of {last.name!r} (a class-token head?) and no repeated "
             "transformer block was found to step back into; name a layer with --layer / target_layer="
         )
-    return next(
-        info.name
+    entry = next(
+        info
         for info in infos
         if info.name.startswith(block.name + ".") and info.calls == 1 and info.shape == block.input_shape
     )
+    return _class_attention_entry(infos, block, image) or entry.name
+
+
+def _class_attention_entry(infos: list[LayerInfo], block: LayerInfo, image: tuple[int, int]) -> str | None:
+    """CaiT's class-attention blocks come after the last block of patches: each reads the class token
+    and the patches together and returns the class token alone, so they are no token-to-token block.
+    The first token-grid layer inside the last of them (its ``norm1``) is where the head reads the
+    patches; None when no such repeated block follows `block`."""
+    after = infos[[info.name for info in infos].index(block.name) + 1 :]
+    names = {info.name for info in infos}
+
+    later = [
+        info
+        for info in after
+        if info.calls == 1
+        and not block.name.startswith(info.name + ".")  # not a stage that holds the block
+        and sum(_parent(other.name) == _parent(info.name) and other.kind == info.kind for other in after) >= 2
+        and any(other.startswith(info.name + ".") for other in names)
+    ]
+    for candidate in reversed(later):
+        inside = [
+            info
+            for info in infos
+            if info.name.startswith(candidate.name + ".")
+            and info.calls == 1
+            and info.shape is not None
+            and layout(info.shape, image, info.kind, batch=1) == TOKENS
+        ]
+        if inside:
+            return inside[0].name
+    return None
 
 
 def class_token_head(model: nn.Module, inputs: torch.Tensor) -> bool:
@@ -306,16 +337,18 @@ def _patches_get_gradient(
     return not hint if gradient.abs().amax() == 0 else False
 
 
+def _parent(name: str) -> str:
+    """The dotted name of the module holding `name` ("" at the top)."""
+    return name.rsplit(".", 1)[0] if "." in name else ""
+
+
 def _last_block(infos: list[LayerInfo], image: tuple[int, int]) -> LayerInfo | None:
     """The last of a run of repeated blocks that map tokens to tokens of the same shape."""
     names = {info.name for info in infos}
 
-    def parent(name: str) -> str:
-        return name.rsplit(".", 1)[0] if "." in name else ""
-
     siblings: dict[tuple[str, str], int] = {}
     for info in infos:
-        siblings[(parent(info.name), info.kind)] = siblings.get((parent(info.name), info.kind), 0) + 1
+        siblings[(_parent(info.name), info.kind)] = siblings.get((_parent(info.name), info.kind), 0) + 1
     blocks = [
         info
         for info in infos
@@ -323,7 +356,7 @@ def _last_block(infos: list[LayerInfo], image: tuple[int, int]) -> LayerInfo | N
         and info.shape is not None
         and info.input_shape == info.shape
         and layout(info.shape, image, info.kind, batch=1) == TOKENS
-        and siblings[(parent(info.name), info.kind)] >= 2
+        and siblings[(_parent(info.name), info.kind)] >= 2
         and any(other.startswith(info.name + ".") for other in names)
     ]
     return blocks[-1] if blocks else None
