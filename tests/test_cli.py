@@ -599,6 +599,13 @@ def test_attention_methods_from_the_command_line(tmp_path):
     assert set(record["outputs"]) == {"gradcam", "rollout", "gae"}
     for method in ("rollout", "gae"):
         assert np.load(tmp_path / record["map"][method]).shape == (14, 14)
+    assert "explained at layer blocks.11.norm1 (rollout, gae: from the model's attention)" in run.stdout
+    alone = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "timm:vit_tiny_patch16_224", "--random-weights",
+        "--method", "rollout", "--out", tmp_path / "rollout",
+    )  # fmt: skip
+    assert "1 of 1 image(s) explained from the model's attention in" in alone.stdout  # no CAM layer
+    assert _records(tmp_path / "rollout")[0]["layer"] == "attention"
 
 
 def test_the_output_folder_inside_the_input_folder_is_never_read_as_photos(tmp_path):

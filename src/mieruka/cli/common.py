@@ -130,6 +130,18 @@ def class_token_note(loaded, methods: list[str], device) -> str | None:
     )
 
 
+def where_maps_come_from(methods: list[str], layer_names: str) -> str:
+    """For a summary line: the layer the CAMs read, the attention an attention method reads, or both."""
+    from ..methods import METHODS
+
+    attention = [m for m in methods if METHODS[m].kind == "attention"]
+    if len(attention) == len(methods):
+        return "from the model's attention"
+    if attention:
+        return f"at layer {layer_names} ({', '.join(attention)}: from the model's attention)"
+    return f"at layer {layer_names}"
+
+
 def dummy_input(loaded, device):
     import torch
 

@@ -22,6 +22,7 @@ from .common import (
     render_options,
     stop_on_sigterm,
     warn_if_random,
+    where_maps_come_from,
 )
 from .on_ray import check_engine, explain_on_ray
 from .parser import with_task_defaults
@@ -164,7 +165,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if not args.quiet and not args.json:
         seconds = time.perf_counter() - started
         print(
-            f"{len(paths) - len(failures)} of {len(paths)} image(s) explained at layer {layer_names}"
+            f"{len(paths) - len(failures)} of {len(paths)} image(s) explained {where_maps_come_from(methods, layer_names)}"
             f" in {seconds:.1f} s -> {out_dir}/ ({RESULTS}{', ' + REPORT if report else ''}{_pages_note(sheet)})"
             + (f"; {done} done before, skipped" if done else "")
             + (f"; {len(failures)} failed:" if failures else "")
@@ -339,7 +340,7 @@ def _contact_sheet(args, out_dir: Path, loaded, methods: list[str], layer: str):
         out_dir,
         suffix="." + args.format,
         columns=args.sheet_columns or COLUMNS,
-        title=f"{loaded.name} · {', '.join(methods)} · {layer}{untrained}",
+        title=f"{loaded.name} · {', '.join(methods)} · {where_maps_come_from(methods, layer)}{untrained}",
         font=args.font,
     )
 
