@@ -121,11 +121,17 @@ def class_token_note(loaded, methods: list[str], device) -> str | None:
 
     if not class_token_head(loaded.model, dummy_input(loaded, device)):
         return None
+    from ..layouts import prefix_tokens
+
     named = chosen[0] if len(chosen) == 1 else f"{', '.join(chosen[:-1])} and {chosen[-1]}"
+    read = (
+        "class token" if prefix_tokens(loaded.model) == 1 else "prefix tokens (class, distillation, register)"
+    )
     return (
-        f"mieruka: note: the head of {loaded.name} reads only its class token; {named} "
+        f"mieruka: note: the head of {loaded.name} reads only its {read}; {named} "
         f"{'weighs' if len(chosen) == 1 else 'weigh'} every patch token alike and can miss the patches "
-        "that token attends to; hirescam, layercam, rollout or gae follow them "
+        f"{'that token attends' if read == 'class token' else 'those tokens attend'} to; hirescam, "
+        "layercam, rollout or gae follow them "
         "(README: 'Which method to trust on a class-token ViT')"
     )
 
