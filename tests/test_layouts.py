@@ -85,6 +85,16 @@ def test_a_head_that_reads_the_class_token_alone_after_its_norm_gets_the_last_bl
     assert (result.layer, result.layout) == ("transformers.2.blocks.3.norm1", "tokens: 1 prefix + 7x7")
 
 
+def test_an_attention_pooling_head_over_a_cnn_leaves_the_feature_map_it_pools():
+    """CLIP's ResNets end in an attention pool: the map's 7 x 7 patches and their mean become 50
+    tokens read only through the first. No transformer block follows the map, so the map is the layer
+    (it used to be refused as a class-token head with no block to step back into)."""
+    torch.manual_seed(0)
+    model = timm.create_model("resnet50_clip").eval()
+    result = GradCAM(model)(torch.randn(1, 3, 224, 224))
+    assert (result.layer, result.layout, result.raw.shape) == ("final_conv", "channels-first", (1, 7, 7))
+
+
 def test_class_attention_blocks_after_the_patch_blocks_are_where_the_head_reads_the_patches():
     """CaiT's last two blocks let the class token alone attend to the patches, which they leave as
     they are; the residual stream entering the last of them (class token and patches) is the layer,

@@ -157,7 +157,15 @@ def auto_layer(model: nn.Module, inputs: torch.Tensor, requested: LayoutRequest 
     name = pick_auto_layer(infos, outputs, image)
     if name is not None and _later_features(infos, name, image) is None:
         return name
-    chosen = _transformer_layer(model, infos, outputs, inputs[:1], image, _score_count(output), requested)
+    try:
+        chosen = _transformer_layer(model, infos, outputs, inputs[:1], image, _score_count(output), requested)
+    except MierukaError:
+        later = infos[[info.name for info in infos].index(name) + 1 :] if name is not None else []
+        if name is None or _last_block(later, image) is not None:
+            raise
+        # no transformer block after the last feature map: its tokens are an attention-pooling head's
+        # (CLIP's ResNets), which pools that map, so the map is the layer
+        return name
     if chosen is not None:
         return chosen
     shown = ", ".join(f"{i.name} {list(i.shape) if i.shape else '-'}" for i in infos[-12:]) or "none"
