@@ -652,20 +652,32 @@ def test_builder_arguments_from_the_command_line(tmp_path):
     )
 
 
+class _Block(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.LayerNorm(8)
+        self.mix = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(self.norm(x))
+
+
 class _UndeclaredTokens(torch.nn.Module):
-    """16 tokens from a 4 x 4 patch grid, and a parameter whose name could be a class token's
-    (`cls_scale`): 0 + 4x4, 7 + 3x3 and 12 + 2x2 all fit, and the model does not say which."""
+    """A small transformer over 16 tokens from a 4 x 4 patch grid, with a parameter whose name could be
+    a class token's (`cls_scale`): 0 + 4x4, 7 + 3x3 and 12 + 2x2 all fit, and the model does not say
+    which."""
 
     def __init__(self) -> None:
         super().__init__()
         self.embed = torch.nn.Conv2d(3, 8, 56, stride=56)
         self.cls_scale = torch.nn.Parameter(torch.ones(8))
+        self.blocks = torch.nn.Sequential(_Block(), _Block())
         self.norm = torch.nn.LayerNorm(8)
         self.head = torch.nn.Linear(8, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.norm(self.embed(x).flatten(2).transpose(1, 2) * self.cls_scale)
-        return self.head(tokens.mean(1))
+        tokens = self.blocks(self.embed(x).flatten(2).transpose(1, 2) * self.cls_scale)
+        return self.head(self.norm(tokens).mean(1))
 
 
 def test_layers_lists_the_tree_and_says_why_no_layer_was_chosen(monkeypatch, capsys):

@@ -19,6 +19,10 @@ last feature map comes a 1x1 class-score convolution and an upsampling, where a 
 repeats the class's own score map. A segmenter without a ``backbone`` gets the last feature map
 before its trailing class-score layers (those with one channel per class). For a detector the grids
 are over the batch its transform made (see :mod:`mieruka.geometry`).
+
+Where tokens or channels-last maps follow the last such map, the transformer rule in
+:func:`_transformer_layer` applies; where those tokens are only an attention-pooling head's, with no
+transformer block after the map (CLIP's ResNets), the map is kept.
 """
 
 from __future__ import annotations
@@ -252,7 +256,6 @@ def _class_attention_entry(infos: list[LayerInfo], block: LayerInfo, image: tupl
     patches; None when no such repeated block follows `block`."""
     after = infos[[info.name for info in infos].index(block.name) + 1 :]
     names = {info.name for info in infos}
-
     later = [
         info
         for info in after
@@ -342,7 +345,9 @@ def _patches_get_gradient(
     gradient = captured.gradients[0]
     if captured.layouts[0].to_channels_first(gradient).abs().amax() > 0:
         return True
-    return not hint if gradient.abs().amax() == 0 else False
+    if gradient.abs().amax() > 0:
+        return False  # the prefix tokens have a gradient, the patches none: a class-token head
+    return not hint
 
 
 def _parent(name: str) -> str:
