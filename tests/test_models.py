@@ -240,6 +240,19 @@ def test_an_input_size_given_to_the_builder_sets_the_crop(name, options, size):
         assert loaded.model(x).shape == (1, 1000)
 
 
+def test_a_builder_argument_that_changes_nothing_is_named_in_a_warning():
+    """MobileNetV3 takes **kwargs and drops names it does not know: `dropuot` would build the default
+    model without a word. A real argument, which changes the model, gets no warning."""
+    from mieruka.errors import MierukaWarning
+
+    with pytest.warns(MierukaWarning, match=r"dropuot=0.3 changed nothing in mobilenet_v3_small.*dropout"):
+        load_model("mobilenet_v3_small", random_weights=True, model_kwargs={"dropuot": 0.3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MierukaWarning)
+        loaded = load_model("mobilenet_v3_small", random_weights=True, model_kwargs={"dropout": 0.3})
+    assert loaded.model.classifier[2].p == 0.3
+
+
 @pytest.mark.parametrize(
     ("name", "recipe"),
     [

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MierukaError
+from .errors import MierukaError, MierukaWarning
 
 # Packages that ship a font, and the file: found without importing them (which would set rcParams).
 JAPANESE = ("matplotlib_fontja", "fonts/ipaexg.ttf")  # IPAexGothic, a dependency
@@ -36,7 +36,7 @@ class FontError(MierukaError):
     """A font file that does not exist or cannot be read."""
 
 
-class MissingGlyphsWarning(UserWarning):
+class MissingGlyphsWarning(MierukaWarning):
     """Characters that no font has: they are drawn as empty boxes."""
 
 

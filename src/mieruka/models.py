@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import MierukaError
+from .errors import MierukaError, MierukaWarning
 from .images import Preprocess
 from .labels import imagenet_labels, load_labels
 
@@ -211,7 +211,43 @@ def _build(builder, shown: str, options: Mapping[str, Any], /, **kwargs) -> nn.M
         where = f" with --model-kwargs {given}" if options else ""
         raise ModelError(f"cannot build {shown}{where}: {_first_line(error)[:200]}") from None
     _check_types(model, shown, options)
+    _warn_if_swallowed(builder, shown, options, kwargs, model)
     return model
+
+
+def _warn_if_swallowed(
+    builder, shown: str, options: Mapping[str, Any], kwargs: dict, model: nn.Module
+) -> None:
+    """Warn of a builder argument that changed nothing in the model built: a model class that takes
+    ``**kwargs`` (torchvision's MobileNetV3 and ConvNeXt) drops a misspelt name without a word."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(type(model).__init__).parameters
+    except (TypeError, ValueError):
+        return
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # an unknown name would have been refused by the class itself
+    for key, value in options.items():
+        if key in parameters:
+            continue
+        try:
+            without = builder(**(kwargs | {k: v for k, v in options.items() if k != key}))
+        except Exception:  # only a comparison: the model was built with every argument
+            continue
+        if repr(without) == repr(model) and _shapes(without) == _shapes(model):
+            named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            known = ", ".join(n for n, p in parameters.items() if n != "self" and p.kind in named)
+            warnings.warn(
+                f"--model-kwargs {key}={value!r} changed nothing in {shown}: {type(model).__name__} takes "
+                f"names it does not know without a word; misspelt? (it takes {known})",
+                MierukaWarning,
+                stacklevel=2,
+            )
+
+
+def _shapes(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(name, tuple(tensor.shape)) for name, tensor in model.state_dict().items()]
 
 
 def _check_types(model: nn.Module, shown: str, options: Mapping[str, Any]) -> None:

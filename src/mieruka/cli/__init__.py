@@ -27,9 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _show_warning(show, message, category, filename, lineno, file=None, line=None) -> None:
     """mieruka's own warnings as one line, like its errors; others as `show` shows them."""
-    from ..fonts import MissingGlyphsWarning
+    from ..errors import MierukaWarning
 
-    if issubclass(category, MissingGlyphsWarning):
+    if issubclass(category, MierukaWarning):
         print(f"mieruka: warning: {message}", file=sys.stderr)
     else:
         show(message, category, filename, lineno, file, line)
