@@ -84,7 +84,8 @@ def test_one_pixel_image_runs_through_preprocessing(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"this is not an image", "not a readable image"),
+        (b"this is not an image", r"not a readable image \(not a format Pillow knows\)"),
+        (b"", r"not a readable image \(an empty file\)"),  # a copy that failed, say
         (None, "no such file"),
     ],
 )

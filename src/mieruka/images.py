@@ -81,7 +81,12 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Imag
         # PIL raises UnidentifiedImageError (an OSError) for non-images and OSError/ValueError/SyntaxError
         # for truncated or corrupt data.
         if isinstance(error, UnidentifiedImageError):  # its text names the file object, not the photo
-            error = "not a format Pillow knows"
+            empty = (
+                source.getbuffer().nbytes == 0
+                if isinstance(source, io.BytesIO)
+                else not source.stat().st_size
+            )
+            error = "an empty file" if empty else "not a format Pillow knows"
         raise ImageError(f"{name}: not a readable image ({error}); check the file") from None
 
 
