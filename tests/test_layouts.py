@@ -126,6 +126,22 @@ def test_a_model_with_no_token_parameters_is_read_with_no_prefix_tokens(arch, la
     assert result.raw.shape == (1, side, side)
 
 
+def test_hiera_stages_still_unrolled_are_refused_and_the_last_is_read_row_by_row():
+    """Hiera keeps its patches in an unrolled order until its last stage. timm's own `reroll` shows
+    the last stage is row-major (so its map is right), and an earlier block is refused: read row by
+    row its map would be scrambled."""
+    torch.manual_seed(0)
+    model = timm.create_model("hiera_tiny_224").eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        tokens = model.forward_features(x)  # (1, 49, C) after the last block
+        spatial = model.reroll(tokens, len(model.blocks) - 1)  # timm's own (1, 7, 7, C)
+    torch.testing.assert_close(tokens.reshape(1, 7, 7, -1), spatial)
+    assert GradCAM(model, "blocks.11")(x).layout == "tokens: 0 prefix + 7x7"
+    with pytest.raises(LayoutError, match=r"'blocks.9' outputs 196x384.*unrolled order \(Hiera\)"):
+        GradCAM(model, "blocks.9")(x)
+
+
 def test_per_stage_class_tokens_count_once():
     """CoaT keeps a class token per stage (cls_token1..4): each stage's layers see one."""
     model = timm.create_model("coat_lite_tiny").eval()

@@ -12,7 +12,7 @@ from torch import nn
 from .capture import Capture, Split, capture, probe, split_at
 from .geometry import to_input
 from .layers import auto_layer, evaluating, resolve_layer
-from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout
+from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout, unrolled_tokens
 from .maps import normalize, upsample
 from .methods import (
     Method,
@@ -124,7 +124,8 @@ class CAM:
         self.layout = LayoutRequest(layout.replace("_", "-"), prefix_tokens, tuple(grid) if grid else None)
         self._layers = self._resolve(target_layer) if target_layer is not None else None
         self._splits: dict[str, Split | None] = {}
-        self._prefix_hint: tuple[int | None] | None = None  # (prefix tokens the model declares,), once read
+        # (prefix tokens the model declares, patch counts it keeps unrolled), read once
+        self._model_tokens: tuple[int | None, frozenset[int]] | None = None
 
     def _resolve(self, target_layer: LayerSpec) -> list[tuple[str, nn.Module]]:
         if isinstance(target_layer, str | nn.Module):
@@ -206,15 +207,16 @@ class CAM:
         def resolve(position: int, module: nn.Module, shape: tuple[int, ...], image) -> Layout:
             if len(shape) != 3:  # only tokens need the model's prefix-token count
                 return resolve_layout(layers[position][0], shape, image, module=module, requested=self.layout)
-            if self._prefix_hint is None:  # the model's structure does not change: read it once
-                self._prefix_hint = (prefix_tokens(self.model),)
+            if self._model_tokens is None:  # the model's structure does not change: read it once
+                self._model_tokens = (prefix_tokens(self.model), unrolled_tokens(self.model))
             return resolve_layout(
                 layers[position][0],
                 shape,
                 image,
                 module=module,
-                prefix_hint=self._prefix_hint[0],
+                prefix_hint=self._model_tokens[0],
                 requested=self.layout,
+                unrolled=self._model_tokens[1],
             )
 
         return resolve

@@ -45,6 +45,7 @@ from .layouts import (
     layout,
     prefix_tokens,
     resolve_layout,
+    unrolled_tokens,
 )
 
 
@@ -338,7 +339,13 @@ def _patches_get_gradient(
         lambda output: resolve_targets(None, output),
         layer_names=[info.name],
         resolve=lambda _, module, shape, seen: resolve_layout(
-            info.name, shape, seen, module=module, prefix_hint=hint, requested=requested
+            info.name,
+            shape,
+            seen,
+            module=module,
+            prefix_hint=hint,
+            requested=requested,
+            unrolled=unrolled_tokens(model),
         ),
     )
     assert captured.gradients is not None
@@ -403,7 +410,7 @@ def _later_features(infos: list[LayerInfo], chosen: str, image: tuple[int, int])
 def layout_describer(model: nn.Module, image: tuple[int, int]) -> Callable[[str, LayerInfo], str]:
     """(name, LayerInfo) -> how that layer's output would be read over an (H, W) `image`:
     'channels-first', 'tokens: 1 prefix + 14x14', 'vector', 'tokens (ambiguous)' ..."""
-    hint = prefix_tokens(model)
+    hint, unrolled = prefix_tokens(model), unrolled_tokens(model)
 
     def describe(name: str, info: LayerInfo) -> str:
         assert info.shape is not None  # only modules with a tensor output are described
@@ -411,9 +418,11 @@ def layout_describer(model: nn.Module, image: tuple[int, int]) -> Callable[[str,
         if kind != TOKENS:
             return kind
         try:
-            return resolve_layout(name, info.shape, image, module=info.kind, prefix_hint=hint).describe()
-        except LayoutError:
-            return "tokens (ambiguous)"
+            return resolve_layout(
+                name, info.shape, image, module=info.kind, prefix_hint=hint, unrolled=unrolled
+            ).describe()
+        except LayoutError as error:
+            return "tokens (unrolled)" if "unrolled order" in str(error) else "tokens (ambiguous)"
 
     return describe
 

@@ -259,14 +259,38 @@ def resolve_layout(
     module: nn.Module | str | None = None,
     prefix_hint: int | None = None,
     requested: LayoutRequest | None = None,
+    unrolled: frozenset[int] = frozenset(),
 ) -> Layout:
     """The layout of layer `name`'s output, or a one-line LayoutError that says what to set.
 
     `requested` (the user's layout, prefix tokens and grid; any may be unset) wins where given and is
     checked against the shape; otherwise the layout is read off the shape, the input's size and the
-    model's own prefix-token count (`prefix_hint`). A token layout with several readings is refused.
+    model's own prefix-token count (`prefix_hint`). A token layout with several readings is refused,
+    and so is a patch count the model keeps out of row order (`unrolled`, see :func:`unrolled_tokens`).
     """
     where = f"layer {name!r} outputs {shape_text(shape)} for a {image[0]}x{image[1]} input"
+    found = _resolve_layout(where, name, shape, image, module, prefix_hint, requested)
+    if found.kind == TOKENS and found.grid is not None and found.grid[0] * found.grid[1] in unrolled:
+        raise LayoutError(
+            f"{where}: the model keeps these {found.grid[0] * found.grid[1]} patch tokens in its own "
+            "unrolled order (Hiera), not row by row, until its last stage; pick a layer of the last "
+            "stage (the automatic layer is one)"
+        )
+    return found
+
+
+def unrolled_tokens(model: nn.Module) -> frozenset[int]:
+    """The patch counts at which the model's tokens are not in row-major order: timm's Hiera unrolls
+    its patches so that pooling is a reshape, and its ``reroll`` schedule says which stages are still
+    unrolled (every stage before the last; the patch embedding before the unroll has the first stage's
+    count and is counted with it). Empty for every other model."""
+    schedule = getattr(getattr(model, "reroll", None), "schedule", None)
+    if not isinstance(schedule, dict):
+        return frozenset()
+    return frozenset(math.prod(size) for steps, size in schedule.values() if steps)
+
+
+def _resolve_layout(where, name, shape, image, module, prefix_hint, requested) -> Layout:
     option = "set layout='tokens', prefix_tokens=P, grid=(h, w) (CLI: --layout tokens --prefix-tokens P --grid HxW)"
     if requested is not None and requested.kind != "auto":
         return _check_requested(where, shape, image, requested, option)
