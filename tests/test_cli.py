@@ -589,6 +589,25 @@ def test_a_vision_transformer_end_to_end(tmp_path):
     assert Image.open(out / record["output"]).size == Image.open(SAMPLES / "cat.jpg").size
 
 
+@pytest.mark.parametrize(
+    ("arch", "followers"),
+    [
+        ("vit_tiny_patch16_224", "hirescam, layercam, rollout or gae follow them"),
+        ("cait_xxs24_224", "hirescam or layercam follow them"),  # rollout and gae are refused on CaiT
+    ],
+)
+def test_the_class_token_note_names_only_methods_the_model_can_run(arch, followers):
+    timm = pytest.importorskip("timm")
+    from mieruka.cli.common import class_token_note
+    from mieruka.images import Preprocess
+    from mieruka.models import LoadedModel
+
+    loaded = LoadedModel(timm.create_model(arch).eval(), Preprocess(), None, f"timm:{arch}")
+    note = class_token_note(loaded, ["gradcam"], "cpu")
+    assert note is not None and "reads only its class token; gradcam weighs every patch token" in note
+    assert f"attends to; {followers} (README" in note
+
+
 def test_attention_methods_from_the_command_line(tmp_path):
     run = mieruka(
         "explain", SAMPLES / "cat.jpg", "--model", "timm:vit_tiny_patch16_224", "--random-weights",

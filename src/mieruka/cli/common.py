@@ -122,7 +122,13 @@ def class_token_note(loaded, methods: list[str], device) -> str | None:
     if not class_token_head(loaded.model, dummy_input(loaded, device)):
         return None
     from ..layouts import prefix_tokens
+    from ..methods.attention import AttentionError, vision_transformer
 
+    try:
+        vision_transformer(loaded.model)
+        followers = "hirescam, layercam, rollout or gae follow them"
+    except AttentionError:  # no attention method for this model (CaiT, torchvision's ViT): name none
+        followers = "hirescam or layercam follow them"
     named = chosen[0] if len(chosen) == 1 else f"{', '.join(chosen[:-1])} and {chosen[-1]}"
     read = (
         "class token" if prefix_tokens(loaded.model) == 1 else "prefix tokens (class, distillation, register)"
@@ -130,8 +136,7 @@ def class_token_note(loaded, methods: list[str], device) -> str | None:
     return (
         f"mieruka: note: the head of {loaded.name} reads only its {read}; {named} "
         f"{'weighs' if len(chosen) == 1 else 'weigh'} every patch token alike and can miss the patches "
-        f"{'that token attends' if read == 'class token' else 'those tokens attend'} to; hirescam, "
-        "layercam, rollout or gae follow them "
+        f"{'that token attends' if read == 'class token' else 'those tokens attend'} to; {followers} "
         "(README: 'Which method to trust on a class-token ViT')"
     )
 
