@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mieruka.targets import TargetError, class_index, resolve_targets
+from mieruka.targets import TargetError, class_index, resolve_targets, top_scores
 
 LOGITS = torch.tensor([[0.1, 3.0, 2.0], [5.0, 1.0, 4.0]])
 LABELS = ["tabby cat", "golden_retriever", "red fox"]
@@ -17,6 +17,17 @@ def test_default_is_the_predicted_class():
 
 def test_top_k_orders_by_score():
     assert resolve_targets(None, LOGITS, top_k=2).indices.tolist() == [[1, 2], [0, 2]]
+
+
+def test_tied_scores_rank_in_class_order_wherever_they_are_ranked():
+    """An untrained head with all-zero weights gives every class the same score: the class explained
+    and the record's top five must still agree (topk leaves ties in any order; its first of five and
+    its first of one differed)."""
+    logits = torch.zeros(2, 1000)
+    logits[1, [7, 3]] = 1.0  # a tie at the top between classes 3 and 7
+    assert top_scores(logits, 5).indices.tolist() == [[0, 1, 2, 3, 4], [3, 7, 0, 1, 2]]
+    assert resolve_targets(None, logits).indices.tolist() == [[0], [3]]
+    assert resolve_targets(None, logits, top_k=2).indices.tolist() == [[0, 1], [3, 7]]
 
 
 def test_index_and_name_apply_to_every_image():

@@ -27,7 +27,7 @@ from .models import LoadedModel
 from .outputs import Namer
 from .report import assets
 from .shards import MapShards
-from .targets import TargetSpec
+from .targets import TargetSpec, top_scores
 
 
 @dataclass
@@ -312,7 +312,7 @@ def _plan_one(
     top5 = None
     if first.probs is not None:
         probs = first.probs[row]
-        top = probs.topk(min(5, probs.numel()))
+        top = top_scores(probs, min(5, probs.numel()))
         top5 = [
             {
                 "label": first.class_names[i] if first.class_names else _label(loaded, i),

@@ -39,6 +39,7 @@ from ..models import LoadedModel, load_model
 from ..outputs import RESULTS, Namer, write_jsonl
 from ..render import show_on_photo
 from ..report import assets
+from ..targets import top_scores
 
 if TYPE_CHECKING:
     import ray.data
@@ -190,7 +191,7 @@ class Explainer:
         labels = self.loaded.labels
         top5 = None
         if first.probs is not None:
-            top = first.probs[row].topk(min(5, first.probs.shape[1]))
+            top = top_scores(first.probs[row], min(5, first.probs.shape[1]))
             top5 = json.dumps(
                 [
                     {"label": _name(labels, i), "index": i, "probability": round(p, 6)}

@@ -29,6 +29,7 @@ from ..maps import box_pixels, normalize, to_photo
 from ..methods import METHODS, get_method
 from ..models import LoadedModel
 from ..render import colormap_table, shrink
+from ..targets import top_scores
 
 DISPLAY_PIXELS = 1280  # long side of the photo the page shows and colours
 PHOTOS_KEPT = 32  # photos held in memory, the least recently used dropped first
@@ -281,7 +282,7 @@ class Viewer:
         if result.probs is None:
             return []
         probs = result.probs[0]
-        top = probs.topk(min(5, probs.numel()))
+        top = top_scores(probs, min(5, probs.numel()))
         names = result.class_names
         return [
             {"label": names[i] if names else self._label(i), "index": i, "probability": round(p, 6)}

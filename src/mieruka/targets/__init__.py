@@ -17,7 +17,7 @@ the objects here cover other heads and tasks; a callable ``f(output) -> (N,)`` e
     =====================  =============================================  ==========================
 """
 
-from .base import Target, TargetError, Targets, class_scores, describe_output, output_tensor
+from .base import Target, TargetError, Targets, class_scores, describe_output, output_tensor, top_scores
 from .classes import TargetSpec, class_index, resolve_targets
 from .detection import DetectionTarget
 from .heads import BinaryTarget, MultiLabelTarget, RegressionTarget, SimilarityTarget
@@ -39,4 +39,5 @@ __all__ = [
     "describe_output",
     "output_tensor",
     "resolve_targets",
+    "top_scores",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -93,6 +94,19 @@ class Target:
 
     def select(self, output: object, labels: list[str] | None) -> Targets:
         raise NotImplementedError
+
+
+class Top(NamedTuple):
+    values: torch.Tensor
+    indices: torch.Tensor
+
+
+def top_scores(scores: torch.Tensor, k: int) -> Top:
+    """The `k` best scores along the last dimension, best first; equal scores in class order, so the
+    predicted class, the classes explained and a record's top five agree even on ties (an untrained
+    head with all-zero weights gives every class the same score). ``topk`` leaves ties in any order."""
+    values, indices = scores.sort(dim=-1, descending=True, stable=True)
+    return Top(values[..., :k], indices[..., :k])
 
 
 def class_scores(output: object) -> torch.Tensor:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..labels import find_class, unknown_class_message
-from .base import Target, TargetError, Targets, class_scores
+from .base import Target, TargetError, Targets, class_scores, top_scores
 
 TargetSpec = int | str | Sequence[int | str] | torch.Tensor | Callable[[object], torch.Tensor] | Target | None
 
@@ -59,7 +59,7 @@ def resolve_targets(
         k = 1 if top_k is None else top_k
         if not 1 <= k <= classes:
             raise TargetError(f"top_k must be between 1 and {classes}, got {k}")
-        indices = logits.detach().topk(k, dim=1).indices
+        indices = top_scores(logits.detach(), k).indices
         return _class_targets(indices, probs, labels)
     if top_k not in (None, 1):
         raise TargetError("top_k explains the best classes; it cannot be combined with an explicit target")

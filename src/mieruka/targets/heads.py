@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .base import Target, TargetError, Targets, describe_output, output_tensor
+from .base import Target, TargetError, Targets, describe_output, output_tensor, top_scores
 from .classes import class_index
 
 
@@ -132,12 +132,12 @@ class MultiLabelTarget(Target):
                 if self.top_k > count:
                     raise TargetError(f"top_k must be between 1 and {count}, got {self.top_k}")
                 found = torch.zeros(batch, count, dtype=torch.bool, device=logits.device)
-                found.scatter_(1, probs.topk(self.top_k, 1).indices, True)
+                found.scatter_(1, top_scores(probs, self.top_k).indices, True)
             else:
                 found = probs >= self.threshold
             k = max(1, int(found.sum(1).max()))
             # found labels first, most probable first; padding after
-            order = torch.where(found, probs, probs - 2).argsort(1, descending=True)[:, :k]
+            order = torch.where(found, probs, probs - 2).argsort(dim=1, descending=True, stable=True)[:, :k]
             valid = found.gather(1, order)
         names = [[_name(labels, i) for i in row] for row in order.tolist()]
         return Targets(
