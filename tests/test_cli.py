@@ -233,7 +233,22 @@ def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_on
             "do not split into prefix_tokens=3",
         ),
         (["explain", "SAMPLE", "--grid", "14"], "--grid takes rows x columns"),
-        (["explain", "SAMPLE", "--method", "rollout"], "attention maps need one of the timm ViT-family"),
+        (["explain", "SAMPLE", "--method", "rollout"], "--method rollout: attention maps need one of the timm"),
+        (
+            [
+                "explain",
+                "SAMPLE",
+                "--model",
+                "timm:vit_tiny_patch16_224",
+                "--random-weights",
+                "--method",
+                "rollout",
+                "--layer",
+                "blocks.3",
+            ],
+            "--layer names the layer a CAM reads; rollout reads the attention of every block",
+        ),
+        (["explain", "SAMPLE", "--model", "timm:levit128s"], "(did you mean timm:levit_128s"),
         # names a person would type find what they mean
         (["explain", "SAMPLE", "--target", "cat"], "did you mean 'tabby', 'tiger cat', 'Persian cat'"),
         (["explain", "SAMPLE", "--colormap", "nope"], "unknown colormap"),

@@ -237,7 +237,11 @@ def _warn_if_swallowed(
             continue
         if repr(without) == repr(model) and _shapes(without) == _shapes(model):
             named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-            known = ", ".join(n for n, p in parameters.items() if n != "self" and p.kind in named)
+            known = ", ".join(  # those with a default: the builder sets the others itself
+                n
+                for n, p in parameters.items()
+                if p.kind in named and p.default is not inspect.Parameter.empty
+            )
             warnings.warn(
                 f"--model-kwargs {key}={value!r} changed nothing in {shown}: {type(model).__name__} takes "
                 f"names it does not know without a word; misspelt? (it takes {known})",
@@ -311,8 +315,13 @@ def _timm_model(
 
     if arch == DEFAULT_MODEL:
         arch = "tf_" + arch
-    if arch not in timm.list_models():
-        raise ModelError(f"timm has no architecture {arch!r}")
+    available = timm.list_models()
+    if arch not in available:
+        import difflib
+
+        close = difflib.get_close_matches(arch, available, n=3)
+        hint = f" (did you mean {', '.join('timm:' + name for name in close)}?)" if close else ""
+        raise ModelError(f"timm has no architecture {arch!r}{hint}")
     if not untrained_ok:
         raise _no_weights(f"timm:{arch}")
     crop = _crop_option(options, "img_size")

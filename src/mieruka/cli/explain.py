@@ -36,6 +36,12 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from ..methods import METHODS, parse_methods
 
     methods = [m.name for m in parse_methods(args.method)]
+    if args.layer is not None and all(METHODS[m].kind == "attention" for m in methods):
+        raise ValueError(
+            f"--layer names the layer a CAM reads; {', '.join(methods)} "
+            f"{'reads' if len(methods) == 1 else 'read'} the attention of every block, "
+            "so drop --layer or add a CAM method (--method gradcam,rollout)"
+        )
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:  # reported before any model is loaded or any file is written
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -93,10 +99,14 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     )
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.check(dummy_input(loaded, device)))
-    if any(METHODS[m].kind == "attention" for m in methods):  # refused before the folder is touched
-        from ..methods.attention import vision_transformer
+    attention = [m for m in methods if METHODS[m].kind == "attention"]
+    if attention:  # refused before the folder is touched
+        from ..methods.attention import AttentionError, vision_transformer
 
-        vision_transformer(loaded.model)
+        try:
+            vision_transformer(loaded.model)
+        except AttentionError as error:
+            raise AttentionError(f"--method {','.join(attention)}: {error}") from None
     task = task_of(args, loaded, device)
     if args.style == "boxes" and task != "detect":
         raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")
