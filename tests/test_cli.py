@@ -233,7 +233,10 @@ def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_on
             "do not split into prefix_tokens=3",
         ),
         (["explain", "SAMPLE", "--grid", "14"], "--grid takes rows x columns"),
-        (["explain", "SAMPLE", "--method", "rollout"], "--method rollout: attention maps need one of the timm"),
+        (
+            ["explain", "SAMPLE", "--method", "rollout"],
+            "--method rollout: attention maps need one of the timm",
+        ),
         (
             [
                 "explain",
