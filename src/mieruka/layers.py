@@ -42,6 +42,7 @@ from .layouts import (
     TOKENS,
     LayoutError,
     LayoutRequest,
+    UnrolledTokensError,
     layout,
     prefix_tokens,
     resolve_layout,
@@ -165,8 +166,7 @@ def auto_layer(model: nn.Module, inputs: torch.Tensor, requested: LayoutRequest 
     try:
         chosen = _transformer_layer(model, infos, outputs, inputs[:1], image, _score_count(output), requested)
     except MierukaError:
-        later = infos[[info.name for info in infos].index(name) + 1 :] if name is not None else []
-        if name is None or _last_block(later, image) is not None:
+        if name is None or _last_block(_after(infos, name), image) is not None:
             raise
         # no transformer block after the last feature map: its tokens are an attention-pooling head's
         # (CLIP's ResNets), which pools that map, so the map is the layer
@@ -242,12 +242,11 @@ def _transformer_layer(
             f"the model's head reads no patch token of {last.name!r} (a class-token head?) and no repeated "
             "transformer block was found to step back into; name a layer with --layer / target_layer="
         )
-    entry = next(
-        info
+    return _class_attention_entry(infos, block, image) or next(
+        info.name
         for info in infos
         if info.name.startswith(block.name + ".") and info.calls == 1 and info.shape == block.input_shape
     )
-    return _class_attention_entry(infos, block, image) or entry.name
 
 
 def _class_attention_entry(infos: list[LayerInfo], block: LayerInfo, image: tuple[int, int]) -> str | None:
@@ -255,7 +254,7 @@ def _class_attention_entry(infos: list[LayerInfo], block: LayerInfo, image: tupl
     and the patches together and returns the class token alone, so they are no token-to-token block.
     The first token-grid layer inside the last of them (its ``norm1``) is where the head reads the
     patches; None when no such repeated block follows `block`."""
-    after = infos[[info.name for info in infos].index(block.name) + 1 :]
+    after = _after(infos, block.name)
     names = {info.name for info in infos}
     later = [
         info
@@ -331,7 +330,7 @@ def _patches_get_gradient(
     from .capture import capture
     from .targets import resolve_targets
 
-    hint = prefix_tokens(model)
+    hint, unrolled = prefix_tokens(model), unrolled_tokens(model)
     captured = capture(
         model,
         [model.get_submodule(info.name)],
@@ -345,7 +344,7 @@ def _patches_get_gradient(
             module=module,
             prefix_hint=hint,
             requested=requested,
-            unrolled=unrolled_tokens(model),
+            unrolled=unrolled,
         ),
     )
     assert captured.gradients is not None
@@ -355,6 +354,11 @@ def _patches_get_gradient(
     if gradient.abs().amax() > 0:
         return False  # the prefix tokens have a gradient, the patches none: a class-token head
     return not hint
+
+
+def _after(infos: list[LayerInfo], name: str) -> list[LayerInfo]:
+    """The modules of a trace that finish after the one called `name`."""
+    return infos[[info.name for info in infos].index(name) + 1 :]
 
 
 def _parent(name: str) -> str:
@@ -400,8 +404,7 @@ def pick_auto_layer(infos: list[LayerInfo], outputs: list, image: tuple[int, int
 def _later_features(infos: list[LayerInfo], chosen: str, image: tuple[int, int]) -> LayerInfo | None:
     """A token or channels-last output after `chosen`: the network's features go on in another layout
     (a transformer), so the last channels-first map is only its stem."""
-    names = [info.name for info in infos]
-    for info in infos[names.index(chosen) + 1 :]:
+    for info in _after(infos, chosen):
         if info.shape is not None and layout(info.shape, image, info.kind) in (TOKENS, CHANNELS_LAST):
             return info
     return None
@@ -421,8 +424,10 @@ def layout_describer(model: nn.Module, image: tuple[int, int]) -> Callable[[str,
             return resolve_layout(
                 name, info.shape, image, module=info.kind, prefix_hint=hint, unrolled=unrolled
             ).describe()
-        except LayoutError as error:
-            return "tokens (unrolled)" if "unrolled order" in str(error) else "tokens (ambiguous)"
+        except UnrolledTokensError:
+            return "tokens (unrolled)"
+        except LayoutError:
+            return "tokens (ambiguous)"
 
     return describe
 

@@ -38,6 +38,10 @@ class LayoutError(MierukaError):
     """A layer whose output is not a channels-first feature map of the image."""
 
 
+class UnrolledTokensError(LayoutError):
+    """Patch tokens a model keeps out of row order (Hiera before its last stage): no grid reads them."""
+
+
 def is_grid(cells: tuple[int, int], image: tuple[int, int]) -> bool:
     """Whether (h, w) cells can be a regular grid over an image of (H, W) pixels.
 
@@ -271,7 +275,7 @@ def resolve_layout(
     where = f"layer {name!r} outputs {shape_text(shape)} for a {image[0]}x{image[1]} input"
     found = _resolve_layout(where, name, shape, image, module, prefix_hint, requested)
     if found.kind == TOKENS and found.grid is not None and found.grid[0] * found.grid[1] in unrolled:
-        raise LayoutError(
+        raise UnrolledTokensError(
             f"{where}: the model keeps these {found.grid[0] * found.grid[1]} patch tokens in its own "
             "unrolled order (Hiera), not row by row, until its last stage; pick a layer of the last "
             "stage (the automatic layer is one)"

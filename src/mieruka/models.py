@@ -222,10 +222,7 @@ def _warn_if_swallowed(
     ``**kwargs`` (torchvision's MobileNetV3 and ConvNeXt) drops a misspelt name without a word."""
     import inspect
 
-    try:
-        parameters = inspect.signature(type(model).__init__).parameters
-    except (TypeError, ValueError):
-        return
+    parameters = _init_parameters(model)
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return  # an unknown name would have been refused by the class itself
     for key, value in options.items():
@@ -250,6 +247,16 @@ def _warn_if_swallowed(
             )
 
 
+def _init_parameters(model: nn.Module) -> Mapping[str, Any]:
+    """The parameters of the model class's ``__init__`` by name (inspect's); empty where unreadable."""
+    import inspect
+
+    try:
+        return inspect.signature(type(model).__init__).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
 def _shapes(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     return [(name, tuple(tensor.shape)) for name, tensor in model.state_dict().items()]
 
@@ -259,10 +266,7 @@ def _check_types(model: nn.Module, shown: str, options: Mapping[str, Any]) -> No
     read as the text 'Flase' would count as True and build the wrong model without a word."""
     import inspect
 
-    try:
-        defaults = inspect.signature(type(model).__init__).parameters
-    except (TypeError, ValueError):
-        return
+    defaults = _init_parameters(model)
     for key, value in options.items():
         default = defaults[key].default if key in defaults else inspect.Parameter.empty
         if isinstance(default, bool) and not isinstance(value, bool):
@@ -317,11 +321,7 @@ def _timm_model(
         arch = "tf_" + arch
     available = timm.list_models()
     if arch not in available:
-        import difflib
-
-        close = difflib.get_close_matches(arch, available, n=3)
-        hint = f" (did you mean {', '.join('timm:' + name for name in close)}?)" if close else ""
-        raise ModelError(f"timm has no architecture {arch!r}{hint}")
+        raise ModelError(f"timm has no architecture {arch!r}{_did_you_mean(arch, available, 'timm:')}")
     if not untrained_ok:
         raise _no_weights(f"timm:{arch}")
     crop = _crop_option(options, "img_size")
@@ -354,10 +354,7 @@ def _torchvision_model(
     dense = {n: "detect" for n in tvm.list_models(module=tvm.detection)}
     dense.update({n: "segment" for n in tvm.list_models(module=tvm.segmentation)})
     if name not in available and name not in dense:
-        import difflib
-
-        close = difflib.get_close_matches(name, available + list(dense), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        hint = _did_you_mean(name, available + list(dense))
         raise ModelError(
             f"--model {name!r} is not a torchvision classification, detection or segmentation model{hint}; "
             "use timm:NAME for timm architectures"
@@ -394,24 +391,34 @@ def _torchvision_preprocess(name: str, named, model: nn.Module, options: Mapping
     efficientnet_v2_s 384/384, swin_t 232/224 bicubic), at the input size the model was built for."""
     import torchvision.models as tvm
 
+    if named is not None:
+        return _recipe(named)
     crop = _crop_option(options, "image_size")
-    if crop and named is None:  # asked for by the builder argument: the crop follows it
+    if crop:  # asked for by the builder argument: the crop follows it
         return Preprocess(_resize_for(crop, 0.875), crop)
     enum = tvm.get_model_weights(name)
-    candidates = [named] if named is not None else [enum.DEFAULT, *enum]
     built = getattr(model, "image_size", None)  # a ViT takes one input size only
-    for weights in candidates:
-        transforms = weights.transforms()
-        if named is None and isinstance(built, int) and _first(transforms.crop_size) != built:
-            continue
-        return Preprocess(
-            _first(transforms.resize_size),
-            _first(transforms.crop_size),
-            tuple(transforms.mean),
-            tuple(transforms.std),
-            transforms.interpolation.value,
-        )
-    return Preprocess(_resize_for(built, 0.875), built)
+    fitting = next(
+        (
+            weights
+            for weights in (enum.DEFAULT, *enum)
+            if not isinstance(built, int) or _first(weights.transforms().crop_size) == built
+        ),
+        None,
+    )
+    return _recipe(fitting) if fitting is not None else Preprocess(_resize_for(built, 0.875), built)
+
+
+def _recipe(weights) -> Preprocess:
+    """The preprocessing of torchvision weights, from their ``transforms()``."""
+    transforms = weights.transforms()
+    return Preprocess(
+        _first(transforms.resize_size),
+        _first(transforms.crop_size),
+        tuple(transforms.mean),
+        tuple(transforms.std),
+        transforms.interpolation.value,
+    )
 
 
 def _dense_model(
@@ -471,6 +478,14 @@ def _no_weights(name: str) -> ModelError:
         "in the local torch cache), or --random-weights to run it untrained on purpose "
         "(in Python: weights=... or random_weights=True)"
     )
+
+
+def _did_you_mean(name: str, names: list[str], prefix: str = "") -> str:
+    """' (did you mean a, b, c?)' with the closest of `names`, each shown with `prefix`; '' if none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3)
+    return f" (did you mean {', '.join(prefix + n for n in close)}?)" if close else ""
 
 
 def _first(value) -> int | None:
