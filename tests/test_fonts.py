@@ -57,8 +57,16 @@ def test_korean_gets_nanum_gothic_from_the_korean_extra():
     ]
 
 
+def test_without_nanum_gothic_hangul_comes_from_the_chinese_font(monkeypatch):
+    """Noto Sans CJK SC has Hangul as well."""
+    monkeypatch.setattr(fonts, "korean", lambda: None)
+    choice = choose("고양이")
+    assert choice.missing == "" and choice.paths[-1].name == "NotoSansCJKsc-Regular.otf"
+
+
 def test_without_a_korean_font_the_warning_says_how_to_get_one(monkeypatch):
     monkeypatch.setattr(fonts, "korean", lambda: None)
+    monkeypatch.setattr(fonts, "chinese", lambda: None)
     monkeypatch.setattr(fonts, "_from_system", lambda characters: dict.fromkeys(characters))
     photo, raw, box = _scene()
     with warnings.catch_warnings(record=True) as caught:
@@ -70,14 +78,82 @@ def test_without_a_korean_font_the_warning_says_how_to_get_one(monkeypatch):
     assert "mieruka[korean]" not in other and "--font" in other
 
 
-def test_chinese_that_no_font_has_is_named_with_a_font_that_has_it(monkeypatch):
+def test_chinese_that_no_font_has_is_named_with_the_extra_that_has_it(monkeypatch):
+    monkeypatch.setattr(fonts, "chinese", lambda: None)
     monkeypatch.setattr(fonts, "_from_system", lambda characters: dict.fromkeys(characters))
     photo, raw, box = _scene()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         show_on_photo(photo, raw, box, title="鸟 猫")  # simplified 鸟: not in IPAexGothic; 猫 is
     (message,) = (str(w.message) for w in caught)
-    assert "鸟 (U+9E1F)" in message and "猫" not in message and "Noto Sans CJK SC" in message
+    assert "鸟 (U+9E1F)" in message and "猫" not in message and "mieruka[chinese]" in message
+
+
+def test_chinese_is_drawn_in_the_chinese_font_throughout_and_japanese_stays_japanese():
+    """The dev extra installs `mieruka[fonts]`: a label with a simplified character IPAexGothic lacks
+    is Chinese, so its 猫 is not drawn in Japanese letterforms beside a Chinese 鸟; kana make it Japanese."""
+    chinese = choose("小鸟 猫 (p = 0.5)")
+    assert [p.name for p in chinese.paths] == ["DejaVuSans.ttf", "NotoSansCJKsc-Regular.otf"]
+    assert {path.name for piece, path in fonts.runs("小鸟 猫", chinese) if piece.strip()} == {
+        "NotoSansCJKsc-Regular.otf"
+    }
+    japanese = choose("ねこ 猫 鸟")
+    assert [(piece, path.name) for piece, path in fonts.runs("ねこ 猫 鸟", japanese) if piece.strip()] == [
+        ("ねこ", "ipaexg.ttf"),
+        ("猫", "ipaexg.ttf"),
+        ("鸟", "NotoSansCJKsc-Regular.otf"),  # only where the Japanese font has no glyph
+    ]
+    assert [p.name for p in choose("犬 猫").paths] == ["DejaVuSans.ttf", "ipaexg.ttf"]  # kanji as well
+
+
+@pytest.mark.parametrize(
+    "word, font",
+    [
+        ("แมวน้ำ", "NotoSansThai"),
+        ("बिल्ली", "NotoSansDevanagari"),
+        ("பூனை", "NotoSansTamil"),
+        ("పిల్లి", "NotoSansTelugu"),
+        ("ឆ្មា", "NotoSansKhmer"),
+    ],
+)
+def test_scripts_of_the_fonts_extra_get_their_noto_font(word, font):
+    choice = choose(f"{word} (p = 0.5)")
+    assert choice.missing == ""
+    assert [(piece, path.name.split("[")[0]) for piece, path in fonts.runs(word, choice)] == [(word, font)]
+
+
+def test_a_script_the_fonts_extra_covers_is_named_in_the_warning_when_it_is_missing(monkeypatch):
+    monkeypatch.setattr(fonts, "script_fonts", lambda: ())
+    monkeypatch.setattr(fonts, "_from_system", lambda characters: dict.fromkeys(characters))
+    photo, raw, box = _scene()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        show_on_photo(photo, raw, box, title="แมว")
+        show_on_photo(photo, raw, box, title="বিড়াল")  # Bengali: no font in the extra
+    thai, bengali = (str(w.message) for w in caught)
+    assert "U+0E41" in thai and "Thai with pip install 'mieruka[fonts]'" in thai and "--font" in thai
+    assert "mieruka[fonts]" not in bengali and "--font" in bengali
+
+
+def test_thai_and_devanagari_are_shaped_not_drawn_letter_by_letter():
+    """Devanagari's vowel sign i is drawn before the consonant it follows in the text: a shaped word
+    is narrower than its letters side by side, and differs from them."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    def ink(text: str, each: bool) -> np.ndarray:
+        choice = choose(text)
+        picture = PILImage.new("L", (400, 80), 255)
+        pen, x = ImageDraw.Draw(picture), 5.0
+        for piece in list(text) if each else [text]:
+            fonts.draw_line(pen, (x, 60), piece, choice, 40, 0)
+            x += fonts.measure(piece, choice, 40)[0]
+        return np.asarray(picture) < 128
+
+    for word in ("बिल्ली", "แมวน้ำ"):
+        shaped, apart = ink(word, False), ink(word, True)
+        assert not np.array_equal(shaped, apart), word
+        assert np.flatnonzero(shaped.any(0)).max() <= np.flatnonzero(apart.any(0)).max(), word
 
 
 def _runs(flags: np.ndarray, gap: int = 1) -> list[slice]:
@@ -179,3 +255,6 @@ def test_drawing_leaves_rcparams_alone_and_never_imports_the_font_packages():
     panel(photo, None, None, "犬  (p = 0.731)", columns=[("猫", photo), ("고양이", photo)])
     assert {key: matplotlib.rcParams[key] for key in before} == before
     assert "matplotlib_fontja" not in sys.modules and "koreanize_matplotlib" not in sys.modules
+    panel(photo, None, None, "小鸟 · แมว", columns=[("बिल्ली", photo)])
+    assert {key: matplotlib.rcParams[key] for key in before} == before
+    assert not {"mplfonts", "fontpkg", "fontpkg_noto_sans_thai"} & set(sys.modules)

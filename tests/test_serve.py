@@ -174,6 +174,9 @@ def test_fonts_for_labels_are_served(client):
     served = TTFont(io.BytesIO(korean.content))
     assert korean.status_code == 200 and "TSI3" in TTFont(fonts.korean()) and "TSI3" not in served
     assert served.getBestCmap() == TTFont(fonts.korean()).getBestCmap()  # every character still there
+    chinese = client.get("/fonts/zh.otf")  # and mieruka[chinese]
+    assert chinese.status_code == 200 and chinese.headers["content-type"] == "font/otf"
+    assert TTFont(io.BytesIO(chinese.content)).getBestCmap()[ord("鸟")]
     assert client.get("/fonts/..%2F..%2Fetc%2Fpasswd").status_code == 404
 
 

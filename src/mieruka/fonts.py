@@ -1,10 +1,13 @@
 """Fonts that can draw a label: the user's, DejaVu Sans, fonts shipped in Python packages (IPAexGothic
-for Japanese; NanumGothic for Korean where `mieruka[korean]` is installed), then system fonts.
+for Japanese; NanumGothic for Korean, Noto Sans CJK SC for Chinese and Noto Sans for Thai, Devanagari,
+Tamil, Telugu and Khmer where `mieruka[fonts]` is installed), then system fonts.
 
 Neither matplotlib nor Pillow can draw a character its font lacks: they draw an empty box, and
 matplotlib warns once per glyph. Class names come in any script, so each text gets the fonts whose
 character maps cover its characters, in that order; system fonts are read only for characters the
-others lack. What no font has is drawn as □ and named once, in a warning that says where to get it.
+others lack. Chinese text (Han characters the Japanese font lacks, no kana) is drawn in the Chinese
+font throughout, so one label does not mix Japanese and Chinese letterforms. What no font has is drawn
+as □ and named once, in a warning that says where to get it.
 
 >>> [path.name for path in choose("犬  (p = 0.912)").paths]
 ['DejaVuSans.ttf', 'ipaexg.ttf']
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata
 import importlib.util
+import json
 import os
 import threading
 import unicodedata
@@ -28,7 +33,14 @@ from .errors import MierukaError, MierukaWarning
 # Packages that ship a font, and the file: found without importing them (which would set rcParams).
 JAPANESE = ("matplotlib_fontja", "fonts/ipaexg.ttf")  # IPAexGothic, a dependency
 KOREAN = ("koreanize_matplotlib", "fonts/NanumGothic.ttf")  # NanumGothic, the `korean` extra
+CHINESE = ("mplfonts", "fonts/NotoSansCJKsc-Regular.otf")  # Noto Sans CJK SC (SIL OFL), `chinese`
+FONTPKG = "fontpkg.family"  # the entry points of fontpkg's font packages (fontpkg-noto-sans-thai, ...)
 KOREAN_EXTRA = "pip install 'mieruka[korean]'"
+CHINESE_EXTRA = "pip install 'mieruka[chinese]'"
+FONTS_EXTRA = "pip install 'mieruka[fonts]'"
+# Scripts whose font `mieruka[fonts]` installs from a fontpkg package: the first word of a character's
+# Unicode name.
+FONTS_EXTRA_SCRIPTS = ("THAI", "DEVANAGARI", "TAMIL", "TELUGU", "KHMER")
 MISSING_BOX = "\N{WHITE SQUARE}"  # drawn for a character no font has, in DejaVu Sans
 
 
@@ -72,12 +84,15 @@ def check_font(path: str | os.PathLike, name: str = "font") -> Path:
 
 def choose(text: str, font: str | os.PathLike | None = None) -> FontChoice:
     """The fonts that together draw `text`: `font` (else DejaVu Sans), DejaVu Sans, the packaged fonts
-    (IPAexGothic, NanumGothic where installed), system fonts."""
+    (IPAexGothic, NanumGothic, Noto Sans CJK SC and fontpkg's where installed), system fonts."""
     primary = check_font(font) if font is not None else dejavu_sans()
     paths = [primary]
     wanted = [c for c in dict.fromkeys(text) if unicodedata.category(c) != "Cc"]
     remaining = set(wanted) - _coverage(str(primary))
-    for candidate in (dejavu_sans(), japanese(), korean()):
+    cjk = [japanese(), korean(), chinese()]
+    if _reads_as_chinese(remaining):
+        cjk = [chinese(), japanese(), korean()]
+    for candidate in (dejavu_sans(), *cjk, *script_fonts()):
         if remaining and candidate is not None and candidate not in paths:
             covered = remaining & _coverage(str(candidate))
             if covered:
@@ -103,13 +118,18 @@ def warn_missing(choice: FontChoice, stacklevel: int = 3) -> None:
     if not new:
         return
     names = ", ".join(f"{c} (U+{ord(c):04X})" if c.isprintable() else f"U+{ord(c):04X}" for c in new)
-    hangul = any(is_hangul(c) for c in new) and korean() is None
-    han = any(unicodedata.name(c, "").startswith("CJK") for c in new)
+    extras = []
+    if any(is_hangul(c) for c in new) and korean() is None and chinese() is None:
+        extras.append(f"Korean comes with {KOREAN_EXTRA}")
+    if any(is_han(c) for c in new) and chinese() is None:
+        extras.append(f"Chinese with {CHINESE_EXTRA}")
+    scripts = sorted({_script(c) for c in new} & set(FONTS_EXTRA_SCRIPTS))
+    if scripts:
+        extras.append(f"{', '.join(s.title() for s in scripts)} with {FONTS_EXTRA}")
     warnings.warn(
         f"no font has the character(s) {names}: they are drawn as empty boxes; "
-        + (f"Korean comes with {KOREAN_EXTRA}, or " if hangul else "")
-        + "pass a font that has them with --font PATH (font= in the library)"
-        + ("; for Chinese, a font such as Noto Sans CJK SC" if han else ""),
+        + "".join(f"{extra}, or " for extra in extras)
+        + "pass a font that has them with --font PATH (font= in the library)",
         MissingGlyphsWarning,
         stacklevel=stacklevel,
     )
@@ -254,6 +274,43 @@ def korean() -> Path | None:
     return packaged(*KOREAN)
 
 
+def chinese() -> Path | None:
+    """Noto Sans CJK SC from the mplfonts package, where the `chinese` extra is installed."""
+    return packaged(*CHINESE)
+
+
+@functools.lru_cache(maxsize=1)
+def script_fonts() -> tuple[Path, ...]:
+    """The regular face of each installed fontpkg font package (fontpkg-noto-sans-thai and the like,
+    as the `fonts` extra installs), found from their entry points without importing them."""
+    found = []
+    for entry in sorted(importlib.metadata.entry_points(group=FONTPKG), key=lambda e: e.name):
+        spec = importlib.util.find_spec(entry.value) if entry.value.isidentifier() else None
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            path = _regular_face(Path(folder))
+            if path is not None:
+                found.append(path)
+                break
+    return tuple(found)
+
+
+def _regular_face(folder: Path) -> Path | None:
+    """The upright, regular-weight (or variable) font file a fontpkg package lists in its metadata."""
+    try:
+        files = json.loads((folder / "metadata.json").read_text(encoding="utf-8"))["files"]
+        ranked = sorted(
+            (f for f in files if f.get("style", "normal") == "normal"),
+            key=lambda f: (not f.get("variable", False) and f.get("weight") != 400, str(f["path"])),
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    for entry in ranked:
+        path = folder / entry["path"]
+        if path.is_file() and path.suffix.lower() in (".ttf", ".otf"):
+            return path
+    return None
+
+
 @functools.lru_cache(maxsize=4)
 def packaged(package: str, file: str) -> Path | None:
     """A font file shipped inside an installed package, found without importing the package."""
@@ -271,6 +328,32 @@ HANGUL = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7A3)
 def is_hangul(character: str) -> bool:
     """Korean letters: syllables, jamo and compatibility jamo (the blocks in :data:`HANGUL`)."""
     return any(low <= ord(character) <= high for low, high in HANGUL)
+
+
+def is_han(character: str) -> bool:
+    """A Chinese character (kanji, hanja): a CJK unified or compatibility ideograph."""
+    return unicodedata.name(character, "").startswith(
+        ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH")
+    )
+
+
+def _is_kana(character: str) -> bool:
+    return unicodedata.name(character, "").startswith(("HIRAGANA", "KATAKANA"))
+
+
+def _script(character: str) -> str:
+    """The script a character belongs to, as the first word of its Unicode name (THAI, TAMIL, ...)."""
+    return unicodedata.name(character, "?").split(" ", 1)[0]
+
+
+def _reads_as_chinese(characters: set[str]) -> bool:
+    """Han characters that the Japanese font lacks and no kana: a Chinese text, to be drawn all in the
+    Chinese font; Japanese text, and Han the Japanese font has, stay in IPAexGothic."""
+    if chinese() is None or any(_is_kana(c) for c in characters):
+        return False
+    han = {c for c in characters if is_han(c)}
+    japanese_font = japanese()
+    return bool(han - (_coverage(str(japanese_font)) if japanese_font else frozenset()))
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,8 +1,8 @@
 """The report's text in the fonts the pictures use, embedded in the page: it opens anywhere the same.
 
 A browser with no CJK font of its own draws 犬 as an empty box. The pictures draw labels with
-:mod:`mieruka.fonts` (DejaVu Sans, then IPAexGothic for Japanese, NanumGothic for Korean where the
-`korean` extra is installed, then system fonts for other scripts); the report asks the same module
+:mod:`mieruka.fonts` (DejaVu Sans, then IPAexGothic for Japanese, the fonts of the `fonts` extra for
+Korean, Chinese, Thai and others where installed, then system fonts); the report asks the same module
 which fonts its text needs, cuts each down to the characters it draws (fontTools' subsetter: a few
 kilobytes instead of IPAexGothic's 6 MB) and embeds them as WOFF data in the page's CSS. Embedding a
 font only to display a document is what the IPA Font License's Article 2.5 and the SIL Open Font

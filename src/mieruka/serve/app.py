@@ -148,12 +148,18 @@ def create_app(
         return JSONResponse(result)
 
     async def font(request: Request) -> Response:
-        served = {"latin.ttf": fonts.dejavu_sans(), "ja.ttf": fonts.japanese(), "ko.ttf": fonts.korean()}
+        served = {
+            "latin.ttf": fonts.dejavu_sans(),
+            "ja.ttf": fonts.japanese(),
+            "zh.otf": fonts.chinese(),
+            "ko.ttf": fonts.korean(),
+        }
         path = served.get(request.path_params["name"])
         if path is None or not path.is_file():
             return JSONResponse({"error": "no such font"}, status_code=404)
         data = await run_in_threadpool(browser_font, path)
-        return Response(data, media_type="font/ttf", headers={"Cache-Control": "max-age=86400"})
+        kind = "font/otf" if path.suffix.lower() == ".otf" else "font/ttf"
+        return Response(data, media_type=kind, headers={"Cache-Control": "max-age=86400"})
 
     hosts = ["*"] if host in ("0.0.0.0", "::", "") else sorted({host, *LOCAL_HOSTS, "[::1]"})
     return Starlette(
