@@ -732,3 +732,31 @@ def test_layers_lists_the_tree_and_says_why_no_layer_was_chosen(monkeypatch, cap
     assert any(line.startswith("norm ") for line in lines)
     assert lines[-1].startswith("no automatic target layer: layer 'norm' outputs 16x8 for a 224x224 input")
     assert "ambiguous (0 prefix + 4x4 or 7 prefix + 3x3" in lines[-1] and "--prefix-tokens P" in lines[-1]
+
+
+def test_a_map_with_one_value_everywhere_is_called_flat_not_drawn_as_an_answer(tmp_path):
+    """A ResNet-18 whose last stage outputs the same vector at every place (its residual branches and
+    shortcut zeroed to a bias): Grad-CAM there is one positive value everywhere, which normalizes to a
+    picture of solid heat. The record and the summary line say the map is flat."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=2).eval()
+    with torch.no_grad():
+        for norm in (model.layer4[0].bn2, model.layer4[1].bn2, model.layer4[0].downsample[1]):
+            norm.weight.zero_()
+            norm.bias.zero_()
+        model.layer4[0].downsample[1].bias.fill_(1.0)  # layer4 outputs 1 in every channel, everywhere
+        model.fc.weight[0].fill_(0.01)
+        model.fc.weight[1].fill_(-0.01)
+    weights = tmp_path / "flat.pth"
+    torch.save(model.state_dict(), weights)
+    out = tmp_path / "out"
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--weights", weights, "--num-classes", "2",
+        "--out", out, "--save-maps",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (record,) = _records(out)
+    assert record["index"] == 0 and record["flat"] is True and record["empty"] is False
+    raw = np.load(out / record["map"])
+    assert raw.shape == (7, 7) and raw.min() > 0 and np.ptp(raw) <= 1e-5 * raw.max()
+    assert "(flat map: the same value everywhere, so it shows no place)" in run.stdout

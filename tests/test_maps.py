@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from mieruka.images import CropBox, Preprocess
-from mieruka.maps import normalize, to_photo, upsample
+from mieruka.maps import is_flat, normalize, to_photo, upsample
 
 
 def test_normalize_divides_by_the_maximum_and_flags_empty_maps():
@@ -16,6 +16,21 @@ def test_normalize_divides_by_the_maximum_and_flags_empty_maps():
     scaled, empty = normalize(maps)
     torch.testing.assert_close(scaled[0], torch.tensor([[0.0, 1.0], [0.5, 0.0]]))
     assert torch.equal(scaled[1:], torch.zeros(2, 2, 2)) and empty.tolist() == [False, True, True]
+
+
+def test_a_map_with_one_value_everywhere_is_flagged_flat():
+    maps = torch.stack(
+        [
+            torch.full((7, 7), 0.3),  # flat: normalized, every pixel would be 1
+            torch.full((7, 7), 0.3) + torch.rand(7, 7) * 1e-7,  # flat but for float rounding
+            torch.zeros(7, 7),  # empty, not flat
+            torch.full((7, 7), -2.0),  # nothing positive: empty
+            torch.eye(7) + 0.3,  # a place
+            torch.full((7, 7), 0.3).index_put_((torch.tensor([3]), torch.tensor([3])), torch.tensor(0.3001)),
+        ]
+    )
+    assert is_flat(maps).tolist() == [True, True, False, False, False, False]
+    assert is_flat(maps.view(2, 3, 7, 7)).shape == (2, 3)
 
 
 def test_upsample_is_bilinear_with_half_pixel_centres():

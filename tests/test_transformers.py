@@ -75,6 +75,10 @@ CASES = {
         lambda: _timm("vit_small_patch14_reg4_dinov2", img_size=224), "blocks.11.norm1",
         "tokens: 5 prefix + 16x16", _tokens(5, (16, 16)),
     ),
+    "tnt_s_patch16_224 (blocks of pixel and patch streams)": (
+        lambda: _timm("tnt_s_patch16_224", depth=4), "blocks.3.norm_out", "tokens: 1 prefix + 14x14",
+        _tokens(1, (14, 14)),
+    ),
     "swin_tiny_patch4_window7_224": (
         lambda: _timm("swin_tiny_patch4_window7_224"), "norm", "channels-last", _channels_last,
     ),

@@ -13,7 +13,7 @@ from .capture import Capture, Split, capture, probe, split_at
 from .geometry import to_input
 from .layers import auto_layer, evaluating, resolve_layer
 from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout, unrolled_tokens
-from .maps import normalize, upsample
+from .maps import is_flat, normalize, upsample
 from .methods import (
     Method,
     ablationcam_weights,
@@ -51,6 +51,7 @@ class CAMResult:
     details: list | None = None  # per image and target: extra facts (a regression value, a box, an area)
     class_names: list[str] | None = None  # names of `probs`' columns when not the model's labels (binary)
     regions: torch.Tensor | None = None  # (N, H, W) bool: the output pixels a segmentation score sums over
+    flat: torch.Tensor | None = None  # (N,) bool: positive and the same everywhere, so it shows no place
 
 
 class CAM:
@@ -415,6 +416,7 @@ class CAM:
             details=per_image(chosen.details),
             class_names=chosen.class_names,
             regions=shaped(chosen.regions),
+            flat=shaped(is_flat(raw)),
         )
 
 

@@ -60,6 +60,7 @@ class LayerInfo:
     calls: int
     depth: int
     input_shape: tuple[int, ...] | None = None  # of its first argument, when that is a tensor
+    parts: tuple[tuple[int, ...], ...] = ()  # the shapes of the tensors of a tuple or list output
 
 
 class LayerError(MierukaError):
@@ -118,6 +119,11 @@ def _trace(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo], lis
             record["calls"] += 1
             if record["calls"] == 1:
                 record["shape"] = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+                record["parts"] = tuple(
+                    tuple(part.shape)
+                    for part in (output if isinstance(output, tuple | list) else ())
+                    if isinstance(part, torch.Tensor)
+                )
                 first = args[0] if args else None
                 record["input_shape"] = tuple(first.shape) if isinstance(first, torch.Tensor) else None
                 outputs[name] = output
@@ -140,6 +146,7 @@ def _trace(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo], lis
             records[n]["calls"],
             n.count(".") + 1,
             records[n]["input_shape"],
+            records[n]["parts"],
         )
         for n in order
     ]
@@ -242,11 +249,24 @@ def _transformer_layer(
             f"the model's head reads no patch token of {last.name!r} (a class-token head?) and no repeated "
             "transformer block was found to step back into; name a layer with --layer / target_layer="
         )
-    return _class_attention_entry(infos, block, image) or next(
+    return _class_attention_entry(infos, block, image) or _block_entry(infos, block, image)
+
+
+def _block_entry(infos: list[LayerInfo], block: LayerInfo, image: tuple[int, int]) -> str:
+    """The first layer inside `block` whose output has the shape of the token stream the block
+    carries (its input; for a block that carries two streams as a tuple, as TNT's pixels and
+    patches, the one over the patch grid): timm's ``norm1``, TNT's ``norm_out``."""
+    streams = [block.input_shape] if block.shape is not None else _token_parts(block, image)
+    return next(
         info.name
         for info in infos
-        if info.name.startswith(block.name + ".") and info.calls == 1 and info.shape == block.input_shape
+        if info.name.startswith(block.name + ".") and info.calls == 1 and info.shape in streams
     )
+
+
+def _token_parts(info: LayerInfo, image: tuple[int, int]) -> list[tuple[int, ...]]:
+    """The shapes in a tuple output that are tokens over the image's patch grid."""
+    return [shape for shape in info.parts if layout(shape, image, info.kind, batch=1) == TOKENS]
 
 
 def _class_attention_entry(infos: list[LayerInfo], block: LayerInfo, image: tuple[int, int]) -> str | None:
@@ -367,21 +387,26 @@ def _parent(name: str) -> str:
 
 
 def _last_block(infos: list[LayerInfo], image: tuple[int, int]) -> LayerInfo | None:
-    """The last of a run of repeated blocks that map tokens to tokens of the same shape."""
+    """The last of a run of repeated blocks that map tokens to tokens of the same shape, or of a
+    numbered run of blocks that each return a tuple holding tokens (TNT's pixel and patch streams)."""
     names = {info.name for info in infos}
 
     siblings: dict[tuple[str, str], int] = {}
     for info in infos:
         siblings[(_parent(info.name), info.kind)] = siblings.get((_parent(info.name), info.kind), 0) + 1
+
+    def maps_tokens(info: LayerInfo) -> bool:
+        if info.shape is None:
+            return info.name.rsplit(".", 1)[-1].isdigit() and bool(_token_parts(info, image))
+        return info.input_shape == info.shape and layout(info.shape, image, info.kind, batch=1) == TOKENS
+
     blocks = [
         info
         for info in infos
         if info.calls == 1
-        and info.shape is not None
-        and info.input_shape == info.shape
-        and layout(info.shape, image, info.kind, batch=1) == TOKENS
         and siblings[(_parent(info.name), info.kind)] >= 2
         and any(other.startswith(info.name + ".") for other in names)
+        and maps_tokens(info)
     ]
     return blocks[-1] if blocks else None
 

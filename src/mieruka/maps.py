@@ -31,6 +31,17 @@ def normalize(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return scaled, empty
 
 
+FLAT_TOLERANCE = 1e-5  # relative spread under which a map counts as the same value everywhere
+
+
+def is_flat(maps: torch.Tensor) -> torch.Tensor:
+    """(...) bool for maps (..., h, w): a positive value, the same everywhere (to :data:`FLAT_TOLERANCE`
+    of its peak). Normalized, such a map is 1 at every pixel: it shows no place, and is flagged."""
+    maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
+    peak, low = maps.amax(dim=(-2, -1)), maps.amin(dim=(-2, -1))
+    return (peak > 0) & (peak - low <= FLAT_TOLERANCE * peak)
+
+
 def to_photo(
     maps: torch.Tensor, box: CropBox, photo_size: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -438,7 +438,11 @@ def _print_summary(records: list[dict], out_dir: Path) -> None:
             print(f"  {record.get('note', 'nothing explained')}")
             continue
         empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
+        flat = record.get("flat", False)
+        flat = flat if isinstance(flat, bool) else any(flat.values())
         note = " (empty map: no positive evidence)" if empty else ""
+        if flat and not empty:
+            note = " (flat map: the same value everywhere, so it shows no place)"
         if record.get("area") == 0:  # a segment asked for by name that the model does not predict here
             note = " (empty map: the model predicts no pixel of it)"
         print(f"  {_shown_target(record)} -> {out_dir / record['output']}{note}")

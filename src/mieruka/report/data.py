@@ -122,6 +122,7 @@ def _target(record: dict, labels: _Interned, methods: list[str]) -> dict:
     heat = record.get("heat")
     centre = record.get("centre_energy")
     empty = record.get("empty")
+    flat = record.get("flat")
     return {
         "label": labels(record.get("label")),
         "p": record.get("probability"),
@@ -131,6 +132,7 @@ def _target(record: dict, labels: _Interned, methods: list[str]) -> dict:
         "heat": heat if isinstance(heat, dict) else ({methods[0]: heat} if heat else {}),
         "centre": centre if isinstance(centre, dict) else {methods[0]: centre},
         "empty": empty if isinstance(empty, dict) else {methods[0]: bool(empty)},
+        "flat": flat if isinstance(flat, dict) else {methods[0]: bool(flat)},
     }
 
 

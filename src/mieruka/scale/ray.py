@@ -58,6 +58,7 @@ COLUMNS = {
     "weights": "what its weights are (a file name, a torchvision weights name, default, random)",
     "map": "the map: float32/float16 (h, w) at the layer's resolution, or (H, W) on the photo",
     "empty": "the map had no positive value",
+    "flat": "the map had the same value everywhere: it shows no place",
     "width": "the photo's width in pixels",
     "height": "the photo's height in pixels",
     "crop": "the model's input as a box of the photo: [left, top, right, bottom] in its pixels",
@@ -234,6 +235,7 @@ class Explainer:
                     "weights": self.loaded.weights,
                     "map": self._map(raw, box, image.size),
                     "empty": bool(result.empty[row].reshape(-1)[k]),
+                    "flat": result.flat is not None and bool(result.flat[row].reshape(-1)[k]),
                     "width": image.width,
                     "height": image.height,
                     "crop": crop,
@@ -376,6 +378,7 @@ class FolderWriter:
             "model": row["model"],
             "weights": row["weights"],
             "empty": bool(row["empty"]),
+            "flat": bool(row.get("flat", False)),
             "output": None,
         }
         if row.get("centre_energy") is not None:

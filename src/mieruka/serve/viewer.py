@@ -203,8 +203,13 @@ class Viewer:
             )
             for name, raw in raws.items():
                 shown = self.shown_map(photo, raw[position])
+                result = results[name]
                 maps[name].append(
-                    {"png": _png_data_url(shown), "empty": bool(results[name].empty[0].reshape(-1)[position])}
+                    {
+                        "png": _png_data_url(shown),
+                        "empty": bool(result.empty[0].reshape(-1)[position]),
+                        "flat": result.flat is not None and bool(result.flat[0].reshape(-1)[position]),
+                    }
                 )
         span = box_pixels(photo.shown_box, photo.shown.size)
         return {

@@ -355,10 +355,11 @@
         }
         const centre = target.centre ? target.centre[method] : null;
         const empty = target.empty && target.empty[method];
+        const flat = target.flat && target.flat[method];
         figure.append(element("figcaption", {
           text: `${labels[target.label]} ${percent(target.p)} · ${method}` +
             (centre !== null && centre !== undefined ? ` · centre ${number(centre)}` : "") +
-            (empty ? " · empty map" : ""),
+            (empty ? " · empty map" : flat ? " · flat map" : ""),
         }));
         layers.append(figure);
       }

@@ -306,10 +306,13 @@ function build(result) {
       canvas.setAttribute("aria-label", `${method} map of ${target.label}`);
       const caption = document.createElement("figcaption");
       caption.textContent = method;
-      if (result.maps[method][t].empty) {
+      const shown = result.maps[method][t];
+      if (shown.empty || shown.flat) {
         const note = document.createElement("span");
         note.className = "empty";
-        note.textContent = " (empty map: no positive evidence)";
+        note.textContent = shown.empty
+          ? " (empty map: no positive evidence)"
+          : " (flat map: the same value everywhere, so it shows no place)";
         caption.append(note);
       }
       figure.append(canvas, caption);
