@@ -203,6 +203,8 @@ def test_maps_equal_the_librarys_on_the_shown_photo(client, viewer, size):
         got = levels(result["maps"][method][0]["png"]) / 255.0
         assert got.shape == (shown.height, shown.width)
         assert np.abs(got - on_photo[0].numpy()).max() <= 0.5 / 255 + 1e-6
+        flags = {key: result["maps"][method][0][key] for key in ("empty", "flat")}
+        assert flags == {"empty": bool(expected[method].empty[0]), "flat": bool(expected[method].flat[0])}
     index = int(expected["gradcam"].targets[0])
     assert result["targets"][0]["label"] == LABELS[index] == result["top5"][0]["label"]
     assert result["targets"][0]["probability"] == pytest.approx(float(expected["gradcam"].target_probs[0]))
