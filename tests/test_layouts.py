@@ -172,6 +172,19 @@ def test_a_layout_given_by_the_user_reads_the_layer_the_automatic_rule_probes():
     assert (result.layer, result.layout, result.raw.shape) == ("stages", "tokens: 7 prefix + 3x3", (1, 3, 3))
 
 
+def test_a_layout_the_user_gives_that_the_map_cannot_have_is_refused():
+    """ResNet's 512x7x7 read channels-last would be a 512x7 grid: no stride makes that of 224 pixels."""
+    model = random_model("resnet18").eval()
+    x = torch.randn(1, 3, 224, 224)
+    with pytest.raises(LayoutError, match=r"'layer4'.*channels-last.*512x7 cells.*set channels-first"):
+        GradCAM(model, layout="channels-last")(x)
+    assert GradCAM(model, layout="channels-first")(x).raw.shape == (1, 7, 7)
+    swin = timm.create_model("swin_tiny_patch4_window7_224", depths=(1, 1, 1, 1)).eval()
+    with pytest.raises(LayoutError, match=r"'norm'.*channels-first.*7x768 cells"):
+        GradCAM(swin, "norm", layout="channels-first")(x)
+    assert GradCAM(swin, "norm", layout="channels-last")(x).raw.shape == (1, 7, 7)
+
+
 def test_token_grid_finds_prefix_tokens_and_the_grid():
     assert token_grid(197, (224, 224)) == (1, (14, 14))
     assert token_grid(198, (224, 224)) == (2, (14, 14))  # DeiT: class + distillation token

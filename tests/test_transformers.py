@@ -3,6 +3,8 @@ pytorch-grad-cam given the correct hand-written reshape for each model."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import timm
 import torch
@@ -10,7 +12,7 @@ import torchvision
 from torch import nn
 
 from mieruka import GradCAM
-from mieruka.layers import class_token_head
+from mieruka.layers import candidate_layers, class_token_head
 from mieruka.layouts import LayoutError
 from mieruka.targets import TargetError
 
@@ -232,3 +234,22 @@ def test_ablation_and_score_cam_run_on_tokens():
     maps = CAM(model, score_channels=16).compare(x, ["gradcam", "ablationcam", "scorecam"])
     for result in maps.values():
         assert result.raw.shape == (1, 14, 14) and not result.empty.any()
+
+
+@pytest.mark.parametrize(
+    ("build", "layer"),
+    [
+        (lambda: _timm("tnt_s_patch16_224", depth=2), "pixel_embed.proj"),  # 4x4 pixels of every patch
+        (lambda: _timm("tnt_s_patch16_224", depth=2), "blocks.1.attn_in.attn_drop"),
+        (lambda: _timm("swin_tiny_patch4_window7_224", depths=(1, 1, 1, 1)), "layers.0.blocks.0.attn"),
+    ],
+)
+def test_a_layer_that_folds_windows_or_patches_into_the_batch_is_refused(build, layer):
+    """Read as a batch of maps, the first image would get the map of one patch of itself and the second
+    that of another patch of the first. Whatever the batch size, such a layer is refused and not listed."""
+    model = build()
+    for count in (1, 2):
+        with pytest.raises(LayoutError, match=rf"{re.escape(layer)}.*folds windows, patches or heads"):
+            GradCAM(model, target_layer=layer)(torch.randn(count, 3, 224, 224))
+    listed = {info.name for info, _ in candidate_layers(model, torch.zeros(1, 3, 224, 224))}
+    assert layer not in listed and listed

@@ -18,7 +18,7 @@ from torch import fx, nn
 
 from .geometry import Frame, recording
 from .layers import LayerError, evaluating
-from .layouts import Layout, check_feature_map
+from .layouts import Layout, LayoutError, check_feature_map
 from .targets import Targets
 
 
@@ -78,7 +78,7 @@ def capture(
             if calls[position] > 1:
                 return None
             seen = frames[0].padded if frames else image  # the transform ran first
-            layouts[position] = _read_layout(names, position, module, output, seen, resolve)
+            layouts[position] = _read_layout(names, position, module, output, seen, resolve, len(inputs))
             if output.requires_grad and torch.is_grad_enabled():
                 activation = output  # already on the graph of an earlier captured layer
             else:
@@ -159,7 +159,7 @@ def probe(
             calls[position] += 1
             if calls[position] == 1:
                 seen = frames[0].padded if frames else image
-                layouts[position] = _read_layout(names, position, module, output, seen, resolve)
+                layouts[position] = _read_layout(names, position, module, output, seen, resolve, len(inputs))
 
         return hook
 
@@ -174,11 +174,20 @@ def probe(
             handle.remove()
 
 
-def _read_layout(names: list[str], position: int, module: nn.Module, output: object, seen, resolve) -> Layout:
-    """The layout of a captured layer's output over the `seen` (H, W) image; refused if not a tensor."""
+def _read_layout(
+    names: list[str], position: int, module: nn.Module, output: object, seen, resolve, batch: int
+) -> Layout:
+    """The layout of a captured layer's output over the `seen` (H, W) image; refused if not a tensor,
+    or if its first dimension is not the batch's (windows, patches or heads folded into it)."""
     if not isinstance(output, torch.Tensor):
         raise LayerError(
             f"layer {names[position]!r} returns {type(output).__name__}, not a tensor; pick another"
+        )
+    if output.dim() == 0 or output.shape[0] != batch:
+        raise LayoutError(
+            f"layer {names[position]!r} outputs {tuple(output.shape)} for a batch of {batch} image(s): its "
+            "first dimension folds windows, patches or heads into the batch, so it holds no map per image; "
+            "pick a layer with one entry per image (`mieruka layers` lists them)"
         )
     return resolve(position, module, tuple(output.shape), seen)
 

@@ -435,14 +435,17 @@ def _later_features(infos: list[LayerInfo], chosen: str, image: tuple[int, int])
     return None
 
 
-def layout_describer(model: nn.Module, image: tuple[int, int]) -> Callable[[str, LayerInfo], str]:
-    """(name, LayerInfo) -> how that layer's output would be read over an (H, W) `image`:
-    'channels-first', 'tokens: 1 prefix + 14x14', 'vector', 'tokens (ambiguous)' ..."""
+def layout_describer(
+    model: nn.Module, image: tuple[int, int], batch: int = 1
+) -> Callable[[str, LayerInfo], str]:
+    """(name, LayerInfo) -> how that layer's output would be read over an (H, W) `image`, traced on
+    `batch` images: 'channels-first', 'tokens: 1 prefix + 14x14', 'vector', 'tokens (ambiguous)',
+    'other' for windows or patches folded into the batch ..."""
     hint, unrolled = prefix_tokens(model), unrolled_tokens(model)
 
     def describe(name: str, info: LayerInfo) -> str:
         assert info.shape is not None  # only modules with a tensor output are described
-        kind = layout(info.shape, image, info.kind, batch=info.shape[0])
+        kind = layout(info.shape, image, info.kind, batch=batch)
         if kind != TOKENS:
             return kind
         try:

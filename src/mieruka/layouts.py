@@ -318,6 +318,13 @@ def _check_requested(where: str, shape, image, requested: LayoutRequest, option:
     if requested.kind in (CHANNELS_FIRST, CHANNELS_LAST):
         if len(shape) != 4:
             raise LayoutError(f"{where}: not {requested.kind} (N, ...) with 4 dimensions; {option}")
+        cells = (shape[2], shape[3]) if requested.kind == CHANNELS_FIRST else (shape[1], shape[2])
+        if not is_grid(cells, image):
+            other = CHANNELS_LAST if requested.kind == CHANNELS_FIRST else CHANNELS_FIRST
+            raise LayoutError(
+                f"{where}: read as {requested.kind} its grid would be {cells[0]}x{cells[1]} cells, which "
+                f"no stride makes of the input; leave the layout to be inferred, or set {other} if it is that"
+            )
         return Layout(requested.kind)
     if len(shape) != 3:
         raise LayoutError(f"{where}: not a token sequence (N, L, C); pick a layer that outputs tokens")

@@ -100,7 +100,7 @@ def run_layers(args) -> int:
         auto, why = None, str(error)
     else:
         why = "name one with --layer"
-    describe = layout_describer(loaded.model, image)
+    describe = layout_describer(loaded.model, image, batch=len(dummy))
     by_name = {info.name: info for info in infos}
     rows = []
     for name, module in loaded.model.named_modules():
