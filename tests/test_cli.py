@@ -289,14 +289,16 @@ def test_labels_no_font_has_give_one_warning_line(tmp_path):
     """One line for the run, however many pictures show the characters."""
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")
-    (tmp_path / "labels.txt").write_text("犬 \U0010fffd\n猫 \U0010fffd\n鳥 \U0010fffd\n", encoding="utf-8")
+    (tmp_path / "labels.txt").write_text("犬 \U0010fffd\n猫 \U0010fffe\n鳥 \U000f0000\n", encoding="utf-8")
     run = mieruka(
         "explain", SAMPLES / "cat.jpg", SAMPLES / "coffee.jpg", "--top-k", "2", "--no-report",
         "--model", "resnet18", "--num-classes", "3", "--weights",
         tmp_path / "ft.pth", "--labels", tmp_path / "labels.txt", "--out", tmp_path / "out", "--quiet",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    assert run.stderr.startswith("mieruka: warning: no font has the character(s) U+10FFFD: ")
+    assert run.stderr.startswith(
+        "mieruka: warning: no font has the character(s) U+10FFFD, U+10FFFE, U+F0000: "
+    )
     assert len(run.stderr.strip().splitlines()) == 1 and "--font" in run.stderr
 
 
@@ -760,3 +762,28 @@ def test_a_map_with_one_value_everywhere_is_called_flat_not_drawn_as_an_answer(t
     raw = np.load(out / record["map"])
     assert raw.shape == (7, 7) and raw.min() > 0 and np.ptp(raw) <= 1e-5 * raw.max()
     assert "(flat map: the same value everywhere, so it shows no place)" in run.stdout
+
+
+def test_a_wrong_flag_value_is_one_line_naming_the_flag():
+    for args, flag in [
+        (("explain", "x.jpg", "--style", "bogus"), "argument --style: invalid choice: 'bogus'"),
+        (("explain", "x.jpg", "--top-k", "abc"), "argument --top-k: invalid int value: 'abc'"),
+        (("bogus",), "invalid choice: 'bogus'"),
+    ]:
+        run = mieruka(*args)
+        assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert flag in run.stderr and "--help" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_too_many_classes_asked_is_refused_before_an_earlier_run_is_replaced(tmp_path):
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")
+    model = ("--model", "resnet18", "--num-classes", "3", "--weights", tmp_path / "ft.pth")
+    out = tmp_path / "out"
+    assert mieruka("explain", SAMPLES / "cat.jpg", *model, "--out", out, "--quiet").returncode == 0
+    before = sorted(p.name for p in out.iterdir())
+    run = mieruka("explain", SAMPLES / "cat.jpg", *model, "--out", out, "--overwrite", "--top-k", "4")
+    assert run.returncode == 2 and run.stderr.strip() == (
+        "mieruka: error: --top-k 4: the model has 3 classes; ask for 3 at most"
+    )
+    assert sorted(p.name for p in out.iterdir()) == before and len(_records(out)) == 1

@@ -170,12 +170,16 @@ def test_unknown_architecture_suggests_names():
 
 
 def test_labels_from_text_and_json(tmp_path):
-    (tmp_path / "a.txt").write_text("cat\n\ndog\n")
+    (tmp_path / "a.txt").write_text("cat\ndog\n\n")  # blank lines at the end are no classes
     (tmp_path / "b.json").write_text(json.dumps(["cat", "dog"]))
     (tmp_path / "c.json").write_text(json.dumps({"1": "dog", "0": "cat"}))
     (tmp_path / "d.json").write_text(json.dumps({"0": ["n02123045", "cat"], "1": ["n02084071", "dog"]}))
     for name in ("a.txt", "b.json", "c.json", "d.json"):
         assert load_labels(tmp_path / name) == ["cat", "dog"]
+    for text, line in [("cat\n\ndog\n", 2), ("\ncat\ndog\n", 1), ("cat\n   \ndog", 2)]:
+        (tmp_path / "blank.txt").write_text(text)  # the class of index 1 with no name, or a stray line?
+        with pytest.raises(LabelsError, match=rf"blank.txt: line {line} is blank: .* would shift every name"):
+            load_labels(tmp_path / "blank.txt")
     (tmp_path / "e.json").write_text("{")
     with pytest.raises(LabelsError, match="not valid JSON"):
         load_labels(tmp_path / "e.json")

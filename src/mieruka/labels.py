@@ -51,7 +51,16 @@ def load_labels(path: str | os.PathLike) -> list[str]:
             raise LabelsError(f"{path}: expected a JSON list of names or a mapping index -> name")
         names = [_label_text(value) for value in data]
     else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [line.strip() for line in text.splitlines()]
+        while lines and not lines[-1]:
+            lines.pop()  # blank lines at the end are no classes
+        blank = next((number for number, line in enumerate(lines, 1) if not line), None)
+        if blank is not None:
+            raise LabelsError(
+                f"{path}: line {blank} is blank: each line names the class of its index, so a blank line "
+                "would shift every name after it; remove the line or write the class's name there"
+            )
+        names = lines
     if not names:
         raise LabelsError(f"{path}: holds no class names")
     return names

@@ -111,6 +111,13 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     if args.style == "boxes" and task != "detect":
         raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")
     target = task_target(args, task, loaded, device)
+    classes = len(loaded.labels) if loaded.labels else None
+    if task == "classify" and classes is not None and args.top_k > classes:  # before the folder is touched
+        raise ValueError(f"--top-k {args.top_k}: the model has {classes} classes; ask for {classes} at most")
+    if loaded.labels and args.format != "npy":  # every label's missing characters named in one warning
+        from ..fonts import choose, warn_missing
+
+        warn_missing(choose("\n".join(map(str, loaded.labels)), args.font))
     if args.format == "npy" and task == "detect":
         raise ValueError(
             "--format npy stacks maps of one size; a detector's follow each photo's size: use png or jpg"

@@ -88,8 +88,15 @@ def with_task_defaults(args: argparse.Namespace) -> frozenset[str]:
     return given
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (what is wrong, and where the options are), not the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mieruka",
         description="See which part of an image a PyTorch vision model based its decision on (Grad-CAM).",
         epilog="examples:\n  mieruka explain samples/ --out out\n  mieruka layers --model resnet18\n"
