@@ -775,7 +775,7 @@ def test_a_wrong_flag_value_is_one_line_naming_the_flag():
         assert flag in run.stderr and "--help" in run.stderr and "Traceback" not in run.stderr
 
 
-def test_too_many_classes_asked_is_refused_before_an_earlier_run_is_replaced(tmp_path):
+def test_a_wrong_top_k_or_layout_is_refused_before_an_earlier_run_is_replaced(tmp_path):
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")
     model = ("--model", "resnet18", "--num-classes", "3", "--weights", tmp_path / "ft.pth")
@@ -786,4 +786,7 @@ def test_too_many_classes_asked_is_refused_before_an_earlier_run_is_replaced(tmp
     assert run.returncode == 2 and run.stderr.strip() == (
         "mieruka: error: --top-k 4: the model has 3 classes; ask for 3 at most"
     )
+    assert sorted(p.name for p in out.iterdir()) == before and len(_records(out)) == 1
+    run = mieruka("explain", SAMPLES / "cat.jpg", *model, "--out", out, "--overwrite", "--layout", "tokens")
+    assert run.returncode == 2 and "'layer4' outputs 512x7x7" in run.stderr and "not a token" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == before and len(_records(out)) == 1

@@ -191,7 +191,8 @@ class CAM:
         before a run writes anything, not at its first photo."""
         named = self._layers is not None
         layers = self.layers(inputs)
-        if named:  # the automatic rule has already read its layer
+        # the automatic rule has read its layer, but not in a layout the user gives
+        if named or self.layout.kind != "auto":
             inputs = _match_model(self.model, _as_batch(inputs))
             probe(
                 self.model,
