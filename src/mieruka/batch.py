@@ -393,8 +393,8 @@ def _plan_one(
             "method": ",".join(by_method),
             "model": loaded.name,
             "weights": loaded.weights,
-            "empty": bool(first.empty[row].reshape(-1)[k]),
-            "flat": _flat(first, row, k),
+            "empty": first.empty_at(row, k),
+            "flat": first.flat_at(row, k),
             "centre_energy": centre if several else next(iter(centre.values())),
             "output": next(iter(outputs.values())),
             **seen,
@@ -411,8 +411,8 @@ def _plan_one(
             pictures.append(_Picture(out_dir / panel_path, title, k))
             record["output"] = str(panel_path)
             record["outputs"] = outputs
-            record["empty"] = {m: bool(r.empty[row].reshape(-1)[k]) for m, r in by_method.items()}
-            record["flat"] = {m: _flat(r, row, k) for m, r in by_method.items()}
+            record["empty"] = {m: r.empty_at(row, k) for m, r in by_method.items()}
+            record["flat"] = {m: r.flat_at(row, k) for m, r in by_method.items()}
         if options.save_maps:
             record["map"] = maps_paths if several else next(iter(maps_paths.values()))
         outcome.records.append(record)
@@ -445,11 +445,6 @@ def _thumb_path(out_dir: Path, output: PurePosixPath) -> Path:
 def _per_row_value(value: float | list[float], k: int) -> float:
     """Target k's value of one image's values: one value (one target) or K."""
     return value[k] if isinstance(value, list) else value
-
-
-def _flat(result, row: int, k: int) -> bool:
-    """Whether the map of target `k` of image `row` is the same everywhere (see maps.is_flat)."""
-    return result.flat is not None and bool(result.flat[row].reshape(-1)[k])
 
 
 def _rounded(value: float) -> float:

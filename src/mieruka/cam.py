@@ -53,6 +53,14 @@ class CAMResult:
     regions: torch.Tensor | None = None  # (N, H, W) bool: the output pixels a segmentation score sums over
     flat: torch.Tensor | None = None  # (N,) bool: positive and the same everywhere, so it shows no place
 
+    def empty_at(self, row: int, k: int = 0) -> bool:
+        """Whether the map of image `row`'s target `k` (0 without a K axis) is all zero."""
+        return bool(self.empty[row].reshape(-1)[k])
+
+    def flat_at(self, row: int, k: int = 0) -> bool:
+        """Whether the map of image `row`'s target `k` is one positive value everywhere."""
+        return self.flat is not None and bool(self.flat[row].reshape(-1)[k])
+
 
 class CAM:
     """Class activation maps of `model` at `target_layer` with any method of :mod:`mieruka.methods`.

@@ -24,11 +24,16 @@ def normalize(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     Division by the maximum is scale-invariant (no additive epsilon, which would flatten maps whose
     range is ~1e-3). A map with no positive value stays all zero, with no NaN, and is flagged empty.
     """
-    maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
+    maps = _positive(maps)
     peak = maps.amax(dim=(-2, -1), keepdim=True)
     empty = peak.squeeze(-1).squeeze(-1) <= 0
     scaled = torch.where(peak > 0, maps / torch.where(peak > 0, peak, torch.ones_like(peak)), 0.0)
     return scaled, empty
+
+
+def _positive(maps: torch.Tensor) -> torch.Tensor:
+    """Maps in float with what is not a positive number (negative, NaN, infinite) set to zero."""
+    return torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
 
 
 FLAT_TOLERANCE = 1e-5  # relative spread under which a map counts as the same value everywhere
@@ -37,7 +42,7 @@ FLAT_TOLERANCE = 1e-5  # relative spread under which a map counts as the same va
 def is_flat(maps: torch.Tensor) -> torch.Tensor:
     """(...) bool for maps (..., h, w): a positive value, the same everywhere (to :data:`FLAT_TOLERANCE`
     of its peak). Normalized, such a map is 1 at every pixel: it shows no place, and is flagged."""
-    maps = torch.nan_to_num(maps.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
+    maps = _positive(maps)
     peak, low = maps.amax(dim=(-2, -1)), maps.amin(dim=(-2, -1))
     return (peak > 0) & (peak - low <= FLAT_TOLERANCE * peak)
 

@@ -428,6 +428,11 @@ def _shown_target(record: dict) -> str:
     return label
 
 
+def _any_method(flag: bool | dict[str, bool]) -> bool:
+    """A record's flag (empty, flat): one value, or one per method when several ran."""
+    return flag if isinstance(flag, bool) else any(flag.values())
+
+
 def _print_summary(records: list[dict], out_dir: Path) -> None:
     """The photo's top classes, then each picture as a path from here (records hold it from `out_dir`)."""
     first = records[0]
@@ -444,9 +449,7 @@ def _print_summary(records: list[dict], out_dir: Path) -> None:
         if record.get("output") is None:
             print(f"  {record.get('note', 'nothing explained')}")
             continue
-        empty = record["empty"] if isinstance(record["empty"], bool) else any(record["empty"].values())
-        flat = record.get("flat", False)
-        flat = flat if isinstance(flat, bool) else any(flat.values())
+        empty, flat = (_any_method(record.get(key, False)) for key in ("empty", "flat"))
         note = " (empty map: no positive evidence)" if empty else ""
         if flat and not empty:
             note = " (flat map: the same value everywhere, so it shows no place)"

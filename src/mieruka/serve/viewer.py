@@ -207,8 +207,8 @@ class Viewer:
                 maps[name].append(
                     {
                         "png": _png_data_url(shown),
-                        "empty": bool(result.empty[0].reshape(-1)[position]),
-                        "flat": result.flat is not None and bool(result.flat[0].reshape(-1)[position]),
+                        "empty": result.empty_at(0, position),
+                        "flat": result.flat_at(0, position),
                     }
                 )
         span = box_pixels(photo.shown_box, photo.shown.size)
