@@ -152,6 +152,18 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
     assert all("not a readable image" in line for line in summary[1:])
 
 
+def test_a_broken_link_in_a_folder_is_counted_as_a_failed_photo_not_left_out(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(SAMPLES / "cat.jpg", photos / "cat.jpg")
+    (photos / "gone.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    run = mieruka("explain", photos, "--out", tmp_path / "out")
+    assert run.returncode == 2 and "1 of 2 image(s) explained" in run.stdout
+    assert "gone.jpg: a broken link (it leads to " in run.stderr and "Traceback" not in run.stderr
+    errors = [r for r in _records(tmp_path / "out") if "error" in r]
+    assert [Path(r["file"]).name for r in errors] == ["gone.jpg"]
+
+
 def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_one(tmp_path):
     from mieruka.sheet import sheet_layout
 
@@ -264,10 +276,13 @@ def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_on
         (["layers", "--model", "resnet18", "--weights", "nowhere.pth"], "nowhere.pth: no such file"),
         (["explain", "SAMPLE", "--font", "nowhere.ttf"], "--font nowhere.ttf: no such file"),
         (["explain", "SAMPLE", "--font", "SAMPLE"], "cat.jpg: not a font file"),
+        (["explain", "SAMPLE", "--labels", "SAMPLES"], "samples: is a folder, expected a file"),
+        (["layers", "--model", "resnet18", "--weights", "SAMPLES"], "samples: is a folder, expected a file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
-    args = [str(SAMPLES / "cat.jpg") if a == "SAMPLE" else a for a in args]
+    places = {"SAMPLE": str(SAMPLES / "cat.jpg"), "SAMPLES": str(SAMPLES)}
+    args = [places.get(a, a) for a in args]
     run = mieruka(*args, "--out", tmp_path) if args[0] == "explain" else mieruka(*args)
     assert run.returncode == 2, run.stderr
     assert message in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -147,7 +147,8 @@ def test_a_damaged_file_is_not_mistaken_for_a_pickled_model(tmp_path):
     path = tmp_path / "damaged.pth"
     path.write_bytes(b"garbage")
     with pytest.raises(
-        ModelError, match=r"not a PyTorch checkpoint, or a damaged one \(Unsupported operand"
+        ModelError,
+        match=r"not a PyTorch checkpoint, or a damaged or incompletely copied one \(Unsupported operand",
     ) as raised:
         load_model("resnet18", path)
     assert "trust" not in str(raised.value)
@@ -353,8 +354,27 @@ def test_a_checkpoint_that_does_not_fit_says_what_to_give(tmp_path):
         load_model("timm:vit_tiny_patch16_224", path)
     loaded = load_model("timm:vit_tiny_patch16_224", path, model_kwargs={"img_size": 384})
     assert loaded.preprocess.crop == 384
-    with pytest.raises(ModelError, match=r"another architecture\? name it with --model$"):
+    with pytest.raises(ModelError, match=r"another architecture or size .*\? name it with --model$"):
         load_model("resnet18", path)
+
+
+def test_weights_of_a_deeper_variant_point_at_the_model_not_at_builder_arguments(tmp_path):
+    """resnet34's weights on resnet18: every tensor resnet18 wants is there, plus a hundred more."""
+    path = tmp_path / "r34.pth"
+    torch.save(torchvision.models.resnet34(num_classes=3).state_dict(), path)
+    with pytest.raises(ModelError, match=r"unexpected tensor.*another architecture or size") as raised:
+        load_model("resnet18", path, num_classes=3)
+    assert "--model-kwargs" not in str(raised.value)
+
+
+def test_a_truncated_checkpoint_is_named_as_one_with_torch_s_reason_in_one_whole_sentence(tmp_path):
+    full, cut = tmp_path / "full.pth", tmp_path / "cut.pth"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), full)
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(ModelError, match="damaged or incompletely copied one") as raised:
+        load_model("resnet18", cut, num_classes=3)
+    message = str(raised.value)
+    assert message.endswith(")") and len(message) < 400 and "\n" not in message
 
 
 def test_the_ray_model_spec_carries_builder_arguments_to_each_actor():

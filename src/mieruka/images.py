@@ -43,6 +43,8 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     """
     path = Path(path)
     if not path.exists():
+        if path.is_symlink():
+            raise ImageError(f"{path}: a broken link (it leads to {os.readlink(path)}, which does not exist)")
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, expected an image file")
@@ -117,12 +119,17 @@ def find_images_relative(paths: Sequence[str | os.PathLike]) -> list[tuple[Path,
     """:func:`find_images`, each photo with its path relative to the argument that named it.
 
     `photos/a/cat.jpg` found in the folder `photos` comes with `a/cat.jpg`; a file named directly
-    comes with its bare name.
+    comes with its bare name. A broken link with an image's name is kept, so that a run reports it
+    as a failed photo instead of leaving it out unsaid.
     """
     found: list[tuple[Path, PurePath]] = []
     for entry in map(Path, paths):
         if entry.is_dir():
-            photos = sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            photos = sorted(
+                p
+                for p in entry.rglob("*")
+                if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or (p.is_symlink() and not p.exists()))
+            )
             found.extend((photo, photo.relative_to(entry)) for photo in photos)
         else:
             found.append((entry, PurePath(entry.name)))

@@ -522,6 +522,8 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
     """
     if not path.exists():
         raise ModelError(f"--weights {path}: no such file")
+    if path.is_dir():
+        raise ModelError(f"--weights {path}: is a folder, expected a file")
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():
@@ -546,11 +548,20 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
             reason = (
                 text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
             )
-            reason = reason.strip().splitlines()[0][:200] if reason.strip() else type(error).__name__
             raise ModelError(
-                f"--weights {path}: not a PyTorch checkpoint, or a damaged one ({reason})"
+                f"--weights {path}: not a PyTorch checkpoint, or a damaged or incompletely copied one "
+                f"({_first_sentence(reason) if re.search('[A-Za-z]{3}', reason) else 'torch.load cannot read it'})"
             ) from None
     return _find_state_dict(data, path)
+
+
+def _first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of an error message's first line, cut at a word if longer than `limit`."""
+    lines = text.strip().splitlines()
+    sentence = lines[0].split(". ", 1)[0].rstrip(".") if lines else ""
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(" ", 1)[0] + "..."
+    return sentence
 
 
 def _load_pickled_model(path: Path) -> Any:
@@ -617,8 +628,10 @@ def _load_state(model: nn.Module, name: str, state: dict[str, torch.Tensor], sou
             problems.append(f"{len(missing)} missing tensor(s) such as {missing[0]}")
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected tensor(s) such as {unexpected[0]}")
-        if len(missing) > len(expected) / 2:
-            problems.append("another architecture? name it with --model")
+        if len(missing) > len(expected) / 2 or len(unexpected) > len(expected) / 4:
+            problems.append(
+                "saved from another architecture or size (resnet34 for resnet18)? name it with --model"
+            )
         elif missing or unexpected:
             problems.append("built with other arguments? give them with --model-kwargs KEY=VALUE")
         elif any("pos" in k for k in wrong):

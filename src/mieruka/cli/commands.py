@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import dummy_input, load_from_flags
+from .common import dummy_input, load_from_flags, require_file
 
 
 def run_report(args) -> int:
@@ -53,8 +53,8 @@ def run_serve(args) -> int:
         what = "is a file, expected a folder of photos" if Path(args.folder).exists() else "no such folder"
         raise ValueError(f"{args.folder}: {what}")
     for flag, value in (("--labels", args.labels), ("--weights", args.weights)):
-        if value is not None and Path(value).suffix and not Path(value).is_file():
-            raise ValueError(f"{flag} {value}: no such file")
+        if value is not None and (Path(value).suffix or Path(value).is_dir()):
+            require_file(flag, value)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"mieruka: warning: listening on {args.host}, not only this machine: whoever reaches it can "

@@ -208,6 +208,15 @@ def interrupts_after() -> Iterator[None]:
 _STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
+def require_file(flag: str, value: str) -> None:
+    """A ValueError naming `flag` unless `value` is an existing file (a folder is named as one)."""
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError(f"{flag} {value}: is a folder, expected a file")
+    if not path.is_file():
+        raise ValueError(f"{flag} {value}: no such file")
+
+
 def check_files_exist(args) -> None:
     """Files the flags name, and a writable output folder: checked before anything heavy loads."""
     for flag, value in (
@@ -215,10 +224,10 @@ def check_files_exist(args) -> None:
         ("--font", getattr(args, "font", None)),
         ("--reference", getattr(args, "reference", None)),
     ):
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"{flag} {value}: no such file")
-    if args.weights is not None and Path(args.weights).suffix and not Path(args.weights).exists():
-        raise ValueError(f"--weights {args.weights}: no such file")
+        if value is not None:
+            require_file(flag, value)
+    if args.weights is not None and (Path(args.weights).suffix or Path(args.weights).is_dir()):
+        require_file("--weights", args.weights)  # a bare word may name torchvision weights
     existing = Path(args.out).resolve()
     while not existing.exists():
         existing = existing.parent
