@@ -89,6 +89,13 @@ def test_few_classes_are_listed_in_full():
         class_index("wolf", LABELS)
 
 
+def test_a_name_a_labels_file_repeats_is_refused_not_read_as_its_first_class():
+    labels = ["cat", "dog", "Cat", "fox"]
+    with pytest.raises(TargetError, match=r"'cat' is the name of classes 0, 2: .*--target 0"):
+        class_index("cat", labels)
+    assert class_index("2", labels) == 2 and class_index("dog", labels) == 1
+
+
 def test_names_match_whatever_their_unicode_normalization():
     import unicodedata
 

@@ -124,13 +124,11 @@ def canonical(name: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", name).replace("_", " ").casefold().split())
 
 
-def find_class(name: str, labels: Sequence[str]) -> int | None:
-    """The index of the class called `name` (see :func:`canonical`), or None."""
+def find_classes(name: str, labels: Sequence[str]) -> list[int]:
+    """The indices of the classes called `name` (see :func:`canonical`): none, one, or several where a
+    labels file repeats a name."""
     wanted = canonical(name)
-    for index, label in enumerate(labels):
-        if canonical(label) == wanted:
-            return index
-    return None
+    return [index for index, label in enumerate(labels) if canonical(label) == wanted]
 
 
 def suggest(name: str, labels: Sequence[str], limit: int = 8) -> list[str]:

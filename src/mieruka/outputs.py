@@ -45,13 +45,14 @@ def safe_component(text: str, fallback: str = "_") -> str:
 def label_part(label: str) -> str:
     """A class name as it appears in file names: letters of any script, digits, `.` and `-` stay, any
     other run of characters (spaces, punctuation) becomes one `_`; `gradcam++` becomes `gradcampp`.
+    Dots at either end go, so that `..` or `n.` cannot run into the file's suffix.
 
-    >>> label_part("golden retriever"), label_part("猫"), label_part("gradcam++")
-    ('golden_retriever', '猫', 'gradcampp')
+    >>> label_part("golden retriever"), label_part("猫"), label_part("gradcam++"), label_part("..")
+    ('golden_retriever', '猫', 'gradcampp', '')
     """
     readable = unicodedata.normalize("NFC", label.replace("+", "p"))
     kept = "".join(c if c in ".-" or _kept(c) else "_" for c in readable)
-    return re.sub("_+", "_", kept).strip("_")
+    return re.sub("_+", "_", kept).strip("_.")
 
 
 def _kept(character: str) -> bool:

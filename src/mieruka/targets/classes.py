@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..labels import find_class, unknown_class_message
+from ..labels import find_classes, unknown_class_message
 from .base import Target, TargetError, Targets, class_scores, top_scores
 
 TargetSpec = int | str | Sequence[int | str] | torch.Tensor | Callable[[object], torch.Tensor] | Target | None
@@ -22,10 +22,15 @@ def class_index(name: str, labels: Sequence[str] | None) -> int:
         return int(name)
     if not labels:
         raise TargetError(f"target {name!r} is a name, but the model has no class names; pass --labels")
-    index = find_class(name, labels)
-    if index is None:
+    found = find_classes(name, labels)
+    if not found:
         raise TargetError(unknown_class_message(name, labels))
-    return index
+    if len(found) > 1:
+        raise TargetError(
+            f"target {name!r} is the name of classes {', '.join(map(str, found))}: "
+            f"give the number of the one you mean (--target {found[0]})"
+        )
+    return found[0]
 
 
 def resolve_targets(
