@@ -259,3 +259,13 @@ def test_a_long_japanese_title_is_wrapped_not_cut(size):
     assert len(lines) == len(layout.heading_lines) + 1 >= 2  # the heading's lines, then the labels
     edge = layout.margin // 2
     assert (drawn[:edge] == 255).all() and (drawn[:, :edge] == 255).all() and (drawn[:, -edge:] == 255).all()
+
+
+def test_show_on_photo_takes_one_map_and_names_the_pick_for_several():
+    photo = Image.new("RGB", (40, 30), "white")
+    box = CropBox(0, 0, 40, 30)
+    single = torch.rand(7, 7, generator=torch.Generator().manual_seed(0))
+    drawn = np.asarray(show_on_photo(photo, single, box))
+    assert np.array_equal(np.asarray(show_on_photo(photo, single[None, None], box)), drawn)  # (1, 1, h, w)
+    with pytest.raises(ValueError, match=r"shape \(3, 7, 7\): pass result.raw\[i, k\]"):
+        show_on_photo(photo, single.expand(1, 3, 7, 7), box)

@@ -143,6 +143,22 @@ def draw(
     raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
 
 
+def _one_map(raw: torch.Tensor) -> torch.Tensor:
+    """`raw` as one (h, w) map: leading dimensions of size 1 go; several maps are refused, naming the pick.
+
+    >>> _one_map(torch.zeros(1, 1, 7, 7)).shape
+    torch.Size([7, 7])
+    """
+    while raw.dim() > 2 and raw.shape[0] == 1:
+        raw = raw[0]
+    if raw.dim() != 2:
+        pick = "result.raw[i, k] for image i's k-th target" if raw.dim() == 3 else "one (h, w) map of it"
+        raise ValueError(
+            f"show_on_photo draws one map (h, w), got one of shape {tuple(raw.shape)}: pass {pick}"
+        )
+    return raw
+
+
 def show_on_photo(
     photo: Image.Image | torch.Tensor,
     raw: torch.Tensor,
@@ -169,6 +185,7 @@ def show_on_photo(
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    raw = _one_map(raw)
     maps = normalize(raw[None])[0][0]
     if maps.device.type == "cpu" and style in ("overlay", "heatmap") and _upsamples(maps, box):
         photo = to_image(photo)
@@ -204,6 +221,7 @@ def draw_on_device(
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    raw = _one_map(raw)
     maps = normalize(raw[None])[0][0]
     if style == "panel":
         photo, box = shrink(to_image(photo), box, PANEL_PIXELS)
