@@ -31,6 +31,15 @@ def test_all_zero_map_is_zero_and_flagged_not_nan(tiny_net):
     assert not torch.isnan(result.maps).any()
 
 
+def test_a_map_that_shows_no_place_is_named_for_the_pictures(tiny_net):
+    """What a picture's title adds: 'empty map' (no positive value), 'flat map' (one value), else ''."""
+    varied, even = torch.tensor([[[[1.0, -2.0], [3.0, 0.5]]]]), torch.full((1, 1, 2, 2), 2.0)
+    cam = GradCAM(tiny_net, "relu")
+    assert cam(varied, targets=2).shows_no_place_at(0) == "empty map"
+    assert cam(even, targets=0).shows_no_place_at(0) == "flat map"
+    assert cam(varied, targets=0).shows_no_place_at(0) == ""
+
+
 def test_tiny_maps_keep_their_shape_under_normalization(tiny_net):
     x = torch.tensor([[[[1.0, -2.0], [3.0, 0.5]]]])
     big = GradCAM(tiny_net, "relu")(x, targets=0).maps

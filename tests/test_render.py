@@ -269,3 +269,11 @@ def test_show_on_photo_takes_one_map_and_names_the_pick_for_several():
     assert np.array_equal(np.asarray(show_on_photo(photo, single[None, None], box)), drawn)  # (1, 1, h, w)
     with pytest.raises(ValueError, match=r"shape \(3, 7, 7\): pass result.raw\[i, k\]"):
         show_on_photo(photo, single.expand(1, 3, 7, 7), box)
+
+
+def test_a_methods_panel_column_whose_map_shows_no_place_says_so():
+    from mieruka.render import _column_name
+
+    assert _column_name("gradcam", torch.full((7, 7), 0.3)) == "gradcam (flat map)"
+    assert _column_name("gradcam", -torch.rand(7, 7)) == "gradcam (empty map)"
+    assert _column_name("gradcam", torch.rand(7, 7)) == "gradcam"

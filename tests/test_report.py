@@ -499,3 +499,30 @@ def test_sorting_and_filtering_by_an_evaluate_metric(page, run40, tmp_path):
     page.locator("#metric-op").select_option("le")
     page.locator("#metric-value").fill("0.05")
     assert page.locator(".card").count() == 6
+
+
+def test_a_card_says_when_its_map_shows_no_place(page, run40, tmp_path):
+    """A flat or an empty map draws as one colour; the grid says so instead of letting it pass as heat."""
+    out = tmp_path / "out"
+    shutil.copytree(run40, out)
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    explained_ones = [r for r in records if "error" not in r]
+    for record in explained_ones:
+        record["empty"] = record["flat"] = False
+    explained_ones[0]["flat"] = explained_ones[1]["empty"] = True
+    (out / "results.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    assert mieruka("report", out).returncode == 0
+    open_report(page, out)
+    notes = dict(
+        page.eval_on_selector_all(
+            ".card",
+            "cards => cards.map(c => [c.querySelector('.name').textContent, c.querySelector('.note')?.textContent])",
+        )
+    )
+    name = [Path(r["file"]).relative_to(run40.parent / "photos").as_posix() for r in explained_ones[:2]]
+    assert (
+        notes[name[0]] == "flat map: it shows no place" and notes[name[1]] == "empty map: it shows no place"
+    )
+    assert sum(note is not None for note in notes.values()) == 2

@@ -361,10 +361,12 @@ def _plan_one(
                 outputs[method] = shared[method]
             else:
                 first_method = method == next(iter(by_method))
+                no_place = by_method[method].shows_no_place_at(row, k)
                 pictures.append(
                     _Picture(
                         out_dir / output,
-                        f"{title} - {method}" if several else title,
+                        (f"{title} - {method}" if several else title)
+                        + (f"  [{no_place}]" if no_place else ""),
                         k,
                         method,
                         box=object_box,

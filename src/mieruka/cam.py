@@ -61,6 +61,10 @@ class CAMResult:
         """Whether the map of image `row`'s target `k` is one positive value everywhere."""
         return self.flat is not None and bool(self.flat[row].reshape(-1)[k])
 
+    def shows_no_place_at(self, row: int, k: int = 0) -> str:
+        """'empty map' or 'flat map' where that map shows no place (drawn, it is one colour), else ''."""
+        return "empty map" if self.empty_at(row, k) else "flat map" if self.flat_at(row, k) else ""
+
 
 class CAM:
     """Class activation maps of `model` at `target_layer` with any method of :mod:`mieruka.methods`.

@@ -14,7 +14,7 @@ from PIL import Image
 from . import fonts, panels
 from ._io import atomic_open
 from .images import CropBox, pil_to_tensor
-from .maps import box_pixels, normalize, to_photo
+from .maps import box_pixels, is_flat, normalize, to_photo
 
 STYLES = ("overlay", "classic", "heatmap", "panel")
 LABELLED = ("overlay", "classic")  # styles that show their title in a corner; heatmaps stay bare
@@ -250,13 +250,23 @@ def methods_panel(
     alpha: float = 0.5,
     font: str | os.PathLike | None = None,
 ) -> Image.Image:
-    """photo | method 1 | method 2 | ... as labelled overlays in one figure, from raw maps (h, w) by method."""
+    """photo | method 1 | method 2 | ... as labelled overlays in one figure, from raw maps (h, w) by method.
+
+    A column whose map shows no place (one colour when drawn) says so under its method's name.
+    """
     small, small_box = shrink(to_image(photo), box, PANEL_PIXELS)
     columns = [
-        (method, show_on_photo(small, raw, small_box, colormap=colormap, alpha=alpha))
+        (_column_name(method, raw), show_on_photo(small, raw, small_box, colormap=colormap, alpha=alpha))
         for method, raw in raws.items()
     ]
     return to_image(panel(small, None, None, title, colormap=colormap, columns=columns, font=font))
+
+
+def _column_name(method: str, raw: torch.Tensor) -> str:
+    raw = _one_map(raw)
+    if normalize(raw[None])[1].item():
+        return f"{method} (empty map)"
+    return f"{method} (flat map)" if is_flat(raw).item() else method
 
 
 def _label_corner(picture: Image.Image, text: str, font: str | os.PathLike | None) -> None:

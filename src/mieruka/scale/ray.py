@@ -246,6 +246,8 @@ class Explainer:
                     if self.loaded.random_weights:
                         title += "  [random weights]"
                     title = f"{title} - {method}" if several else title
+                    no_place = result.shows_no_place_at(row, k)
+                    title += f"  [{no_place}]" if no_place else ""
                     drawn = _drawn(image, raw, box, title, self.render)
                     record["picture"] = _encoded(drawn, self.render.format)
                     if view is not None:

@@ -6,7 +6,7 @@
  *   metrics[]        evaluate's columns {key: "metric|method", metric, method, better}
  *   photos[]         {file, name, rank (by name), view, crop, size, top5: [[label, p]], label, p,
  *                     region, regionKind, centre,
- *                     targets: [{label, p, output, outputs, thumb, heat, centre, empty}],
+ *                     targets: [{label, p, output, outputs, thumb, heat, centre, empty, flat}],
  *                     metrics: {key: value}, note}
  *   errors[]         {file, name, error}
  */
@@ -293,6 +293,8 @@
       meta.append(element("div", { className: "headline" },
         element("span", { className: "label", text: labels[target.label], title: labels[target.label] }),
         element("span", { className: "prob", text: percent(target.p) })));
+      const noPlace = target.empty && target.empty[method] ? "empty map" : target.flat && target.flat[method] ? "flat map" : "";
+      if (noPlace) meta.append(element("div", { className: "note", text: `${noPlace}: it shows no place` }));
     } else {
       meta.append(element("div", { className: "note", text: photo.note || "nothing explained" }));
     }
