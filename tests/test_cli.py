@@ -297,6 +297,7 @@ def test_an_attention_method_the_model_cannot_serve_is_refused_before_anything_i
     out = tmp_path / "out"
     run = mieruka("explain", SAMPLES / "cat.jpg", "--method", "gradcam,rollout", "--out", out)
     assert run.returncode == 2 and "attention maps need one of the timm ViT-family" in run.stderr
+    assert run.stderr.rstrip().endswith("explain it with a CAM method instead (mieruka methods lists them)")
     assert not out.exists() or not any(out.iterdir())
 
 

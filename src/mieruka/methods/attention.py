@@ -89,7 +89,8 @@ def vision_transformer(model: nn.Module) -> nn.Module:
     if found is None or not attention_modules(found):
         kind = type(model)  # in full: torchvision's ViT is a VisionTransformer too, and not supported
         raise AttentionError(
-            f"attention maps need one of the {SUPPORTED}; got {kind.__module__}.{kind.__qualname__}"
+            f"attention maps need one of the {SUPPORTED}; got {kind.__module__}.{kind.__qualname__}: "
+            "explain it with a CAM method instead (mieruka methods lists them)"
         )
     return found
 
