@@ -142,6 +142,22 @@ def test_hiera_stages_still_unrolled_are_refused_and_the_last_is_read_row_by_row
         GradCAM(model, "blocks.9")(x)
 
 
+def test_hugging_face_hiera_is_read_like_timm_s():
+    """Hugging Face's Hiera unrolls its patches the same way and keeps the schedule on its encoder: its
+    last stage, row by row, matches the encoder's own reroll; an earlier stage is refused."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.HieraConfig(embed_dim=16, num_heads=[1, 1, 2, 2], depths=[1, 1, 2, 2], num_labels=3)
+    model = transformers.HieraForImageClassification(config).eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        out = model.hiera(x, output_hidden_states=True)
+    torch.testing.assert_close(out.hidden_states[-1].reshape(1, 7, 7, -1), out.reshaped_hidden_states[-1])
+    assert GradCAM(model)(x).layout == "tokens: 0 prefix + 7x7"
+    with pytest.raises(LayoutError, match=r"outputs 784x32.*unrolled order \(Hiera\)"):
+        GradCAM(model, "hiera.encoder.stages.2.layers.0.layernorm_before")(x)
+
+
 def test_per_stage_class_tokens_count_once():
     """CoaT keeps a class token per stage (cls_token1..4): each stage's layers see one."""
     model = timm.create_model("coat_lite_tiny").eval()

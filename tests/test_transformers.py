@@ -40,6 +40,15 @@ def _hf_vit() -> nn.Module:
     return transformers.ViTForImageClassification(config).eval()
 
 
+def _hf_hiera() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.HieraConfig(
+        embed_dim=16, num_heads=[1, 1, 2, 2], depths=[1, 1, 2, 2], num_labels=10
+    )
+    torch.manual_seed(0)
+    return transformers.HieraForImageClassification(config).eval()
+
+
 def _tokens(prefix: int, grid: tuple[int, int]):
     """The reshape_transform everyone writes by hand, written correctly for this model."""
 
@@ -91,6 +100,12 @@ CASES = {
     "torchvision swin_t": (lambda: _torchvision("swin_t"), "permute", "channels-first", None),
     "Hugging Face ViTForImageClassification": (
         _hf_vit, "vit.layers.3.layernorm_before", "tokens: 1 prefix + 14x14", _tokens(1, (14, 14)),
+    ),
+    # its blocks return (tokens, attention): the last tensor with tokens is a residual branch (an MLP's
+    # output), and the stream after the last block is no module's output, so that block's entry is read
+    "Hugging Face Hiera (blocks return tuples)": (
+        _hf_hiera, "hiera.encoder.stages.3.layers.1.layernorm_before", "tokens: 0 prefix + 7x7",
+        _tokens(0, (7, 7)),
     ),
 }  # fmt: skip
 

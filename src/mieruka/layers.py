@@ -232,7 +232,8 @@ def _transformer_layer(
     """The automatic layer of a model whose features end as tokens or channels-last maps.
 
     Heads that pool the patch tokens (Swin, average-pooled ViTs) see every patch at the last feature
-    layer, which is chosen. A head that reads only the class token gives the patch tokens after the
+    layer, which is chosen; where that layer is a branch inside the last block (the stream after it is
+    no module's output), the block's entry is, as for a class-token head. A head that reads only the class token gives the patch tokens after the
     last block no gradient at all; there the residual stream entering the last block is the last
     place patches matter: the first layer inside that block (timm's ``blocks[-1].norm1``).
     A linear layer that turns each token into `classes` scores (VOLO's token-labelling head) is part
@@ -242,6 +243,10 @@ def _transformer_layer(
     if last is None:
         return None
     if _patches_get_gradient(model, last, inputs, image, requested):
+        around = [b for b in _token_blocks(infos, image) if last.name.startswith(b.name + ".")]
+        innermost = max(around, key=lambda b: b.depth, default=None)
+        if innermost is not None and _branch_inside(infos, outputs, last, innermost):
+            return _block_entry(infos, innermost, image)
         return last.name
     block = _last_block(infos, image)
     if block is None:
@@ -250,6 +255,19 @@ def _transformer_layer(
             "transformer block was found to step back into; name a layer with --layer / target_layer="
         )
     return _class_attention_entry(infos, block, image) or _block_entry(infos, block, image)
+
+
+def _branch_inside(infos: list[LayerInfo], outputs: list, layer: LayerInfo, block: LayerInfo) -> bool:
+    """Whether `layer` lies inside `block` and the block does not return its output: a residual
+    branch (an MLP whose output the block adds to its input), not the token stream. Where a block
+    returns a tuple (Hugging Face's Hiera: the tokens and attention weights), the stream after it is
+    no module's output, and the last layer with tokens is such a branch."""
+    if not layer.name.startswith(block.name + "."):
+        return False
+    by_name = dict(zip((info.name for info in infos), outputs))
+    returned = by_name[block.name]
+    parts = returned if isinstance(returned, tuple | list) else (returned,)
+    return not any(part is by_name[layer.name] for part in parts)
 
 
 def _block_entry(infos: list[LayerInfo], block: LayerInfo, image: tuple[int, int]) -> str:
@@ -389,6 +407,13 @@ def _parent(name: str) -> str:
 def _last_block(infos: list[LayerInfo], image: tuple[int, int]) -> LayerInfo | None:
     """The last of a run of repeated blocks that map tokens to tokens of the same shape, or of a
     numbered run of blocks that each return a tuple holding tokens (TNT's pixel and patch streams)."""
+    blocks = _token_blocks(infos, image)
+    return blocks[-1] if blocks else None
+
+
+def _token_blocks(infos: list[LayerInfo], image: tuple[int, int]) -> list[LayerInfo]:
+    """The repeated token blocks of :func:`_last_block`, in the order they finish (a block before the
+    stage that holds it, where stages are numbered blocks too)."""
     names = {info.name for info in infos}
 
     siblings: dict[tuple[str, str], int] = {}
@@ -408,7 +433,7 @@ def _last_block(infos: list[LayerInfo], image: tuple[int, int]) -> LayerInfo | N
         and any(other.startswith(info.name + ".") for other in names)
         and maps_tokens(info)
     ]
-    return blocks[-1] if blocks else None
+    return blocks
 
 
 def pick_auto_layer(infos: list[LayerInfo], outputs: list, image: tuple[int, int]) -> str | None:

@@ -287,11 +287,20 @@ def unrolled_tokens(model: nn.Module) -> frozenset[int]:
     """The patch counts at which the model's tokens are not in row-major order: timm's Hiera unrolls
     its patches so that pooling is a reshape, and its ``reroll`` schedule says which stages are still
     unrolled (every stage before the last; the patch embedding before the unroll has the first stage's
-    count and is counted with it). Empty for every other model."""
-    schedule = getattr(getattr(model, "reroll", None), "schedule", None)
-    if not isinstance(schedule, dict):
-        return frozenset()
-    return frozenset(math.prod(size) for steps, size in schedule.values() if steps)
+    count and is counted with it). Hugging Face's Hiera keeps the same schedule on its encoder. Empty
+    for every other model."""
+    schedules = [getattr(getattr(model, "reroll", None), "schedule", None)] + [
+        getattr(module, "schedule", None)
+        for module in model.modules()
+        if type(module).__name__ == "HieraEncoder"
+    ]
+    return frozenset(
+        math.prod(size)
+        for schedule in schedules
+        if isinstance(schedule, dict)
+        for steps, size in schedule.values()
+        if steps
+    )
 
 
 def _resolve_layout(where, name, shape, image, module, prefix_hint, requested) -> Layout:
