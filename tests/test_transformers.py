@@ -90,6 +90,13 @@ CASES = {
         lambda: _timm("tnt_s_patch16_224", depth=4), "blocks.3.norm_out", "tokens: 1 prefix + 14x14",
         _tokens(1, (14, 14)),
     ),
+    # SigLIP's attention-pooling head reads every patch through a key and value projection (its
+    # `attn_pool.kv`, tokens of twice the width): the pooling's inside is head, the tokens it reads are
+    # the features
+    "vit_base_patch16_siglip_224 (attention-pooling head)": (
+        lambda: _timm("vit_base_patch16_siglip_224", depth=2), "norm", "tokens: 0 prefix + 14x14",
+        _tokens(0, (14, 14)),
+    ),
     "swin_tiny_patch4_window7_224": (
         lambda: _timm("swin_tiny_patch4_window7_224"), "norm", "channels-last", _channels_last,
     ),

@@ -342,13 +342,16 @@ def _score_count(output: object) -> int | None:
 def _last_token_features(
     infos: list[LayerInfo], outputs: list, image: tuple[int, int], classes: int | None = None
 ) -> LayerInfo | None:
-    """The last layer run once whose output is tokens or a channels-last map (not a pooling's, nor
-    a linear layer's that gives each token `classes` scores)."""
-    pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
+    """The last layer run once whose output is tokens or a channels-last map (not a pooling's, nor a
+    layer's inside a pooling, as the key and value projection of an attention-pooling head (SigLIP's
+    `attn_pool.kv`), nor a linear layer's that gives each token `classes` scores)."""
+    pools = [info for info in infos if "pool" in info.kind.lower()]
+    pooled = {id(out) for info, out in zip(infos, outputs) if info in pools}
     features = [
         info
         for info, out in zip(infos, outputs)
-        if not (info.kind == "Linear" and info.shape is not None and info.shape[-1] == classes)
+        if not any(info.name.startswith(pool.name + ".") for pool in pools)
+        and not (info.kind == "Linear" and info.shape is not None and info.shape[-1] == classes)
         and info.calls == 1
         and info.shape is not None
         and layout(info.shape, image, info.kind, batch=1) in (TOKENS, CHANNELS_LAST)
