@@ -345,12 +345,12 @@ def _last_token_features(
     """The last layer run once whose output is tokens or a channels-last map (not a pooling's, nor a
     layer's inside a pooling, as the key and value projection of an attention-pooling head (SigLIP's
     `attn_pool.kv`), nor a linear layer's that gives each token `classes` scores)."""
-    pools = [info for info in infos if "pool" in info.kind.lower()]
-    pooled = {id(out) for info, out in zip(infos, outputs) if info in pools}
+    pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
+    inside = _inside_poolings(infos)
     features = [
         info
         for info, out in zip(infos, outputs)
-        if not any(info.name.startswith(pool.name + ".") for pool in pools)
+        if info.name not in inside
         and not (info.kind == "Linear" and info.shape is not None and info.shape[-1] == classes)
         and info.calls == 1
         and info.shape is not None
@@ -456,11 +456,23 @@ def pick_auto_layer(infos: list[LayerInfo], outputs: list, image: tuple[int, int
 
 def _later_features(infos: list[LayerInfo], chosen: str, image: tuple[int, int]) -> LayerInfo | None:
     """A token or channels-last output after `chosen`: the network's features go on in another layout
-    (a transformer), so the last channels-first map is only its stem."""
+    (a transformer), so the last channels-first map is only its stem. The tokens inside a pooling
+    (the attention pool of CLIP's ResNets) are head, not features."""
+    inside = _inside_poolings(infos)
     for info in _after(infos, chosen):
-        if info.shape is not None and layout(info.shape, image, info.kind) in (TOKENS, CHANNELS_LAST):
+        if (
+            info.name not in inside
+            and info.shape is not None
+            and layout(info.shape, image, info.kind) in (TOKENS, CHANNELS_LAST)
+        ):
             return info
     return None
+
+
+def _inside_poolings(infos: list[LayerInfo]) -> set[str]:
+    """The names of the layers inside a pooling module (an attention pool's projections)."""
+    pools = [info.name + "." for info in infos if "pool" in info.kind.lower()]
+    return {info.name for info in infos if info.name.startswith(tuple(pools))} if pools else set()
 
 
 def layout_describer(
