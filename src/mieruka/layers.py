@@ -233,9 +233,10 @@ def _transformer_layer(
 
     Heads that pool the patch tokens (Swin, average-pooled ViTs) see every patch at the last feature
     layer, which is chosen; where that layer is a branch inside the last block (the stream after it is
-    no module's output), the block's entry is, as for a class-token head. A head that reads only the class token gives the patch tokens after the
-    last block no gradient at all; there the residual stream entering the last block is the last
-    place patches matter: the first layer inside that block (timm's ``blocks[-1].norm1``).
+    no module's output), the block's entry is, as for a class-token head. A head that reads only the
+    class token gives the patch tokens after the last block no gradient at all; there the residual
+    stream entering the last block is the last place patches matter: the first layer inside that
+    block (timm's ``blocks[-1].norm1``).
     A linear layer that turns each token into `classes` scores (VOLO's token-labelling head) is part
     of the head, not a feature layer.
     """

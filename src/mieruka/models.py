@@ -548,9 +548,11 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
             reason = (
                 text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
             )
+            said = (
+                _first_sentence(reason) if re.search("[A-Za-z]{3}", reason) else "torch.load cannot read it"
+            )
             raise ModelError(
-                f"--weights {path}: not a PyTorch checkpoint, or a damaged or incompletely copied one "
-                f"({_first_sentence(reason) if re.search('[A-Za-z]{3}', reason) else 'torch.load cannot read it'})"
+                f"--weights {path}: not a PyTorch checkpoint, or a damaged or incompletely copied one ({said})"
             ) from None
     return _find_state_dict(data, path)
 
