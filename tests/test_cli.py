@@ -152,16 +152,19 @@ def test_folder_run_keeps_good_results_when_one_file_is_bad(tmp_path):
     assert all("not a readable image" in line for line in summary[1:])
 
 
-def test_a_broken_link_in_a_folder_is_counted_as_a_failed_photo_not_left_out(tmp_path):
+def test_a_broken_link_or_a_loop_of_links_in_a_folder_is_a_failed_photo_not_left_out(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     shutil.copy(SAMPLES / "cat.jpg", photos / "cat.jpg")
     (photos / "gone.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    (photos / "loop_a.jpg").symlink_to("loop_b.jpg")  # a loop of links once stopped the whole run
+    (photos / "loop_b.jpg").symlink_to("loop_a.jpg")
     run = mieruka("explain", photos, "--out", tmp_path / "out")
-    assert run.returncode == 2 and "1 of 2 image(s) explained" in run.stdout
+    assert run.returncode == 2 and "1 of 4 image(s) explained" in run.stdout
     assert "gone.jpg: a broken link (it leads to " in run.stderr and "Traceback" not in run.stderr
+    assert "loop_a.jpg: a link that leads round in a loop (to loop_b.jpg and back)" in run.stderr
     errors = [r for r in _records(tmp_path / "out") if "error" in r]
-    assert [Path(r["file"]).name for r in errors] == ["gone.jpg"]
+    assert sorted(Path(r["file"]).name for r in errors) == ["gone.jpg", "loop_a.jpg", "loop_b.jpg"]
 
 
 def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_one(tmp_path):

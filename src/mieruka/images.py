@@ -44,11 +44,35 @@ def load_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Image.I
     path = Path(path)
     if not path.exists():
         if path.is_symlink():
-            raise ImageError(f"{path}: a broken link (it leads to {os.readlink(path)}, which does not exist)")
+            raise ImageError(f"{path}: {_dead_link(path)}")
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, expected an image file")
     return _decode(path, str(path), max_pixels)
+
+
+def _dead_link(path: Path) -> str:
+    """Why the symbolic link `path` leads to no file: a loop of links, or a target that is gone."""
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        return f"a broken link (it leads to {os.readlink(path)}, which does not exist)"
+    except (OSError, RuntimeError):  # ELOOP; Python before 3.13 raises RuntimeError
+        pass
+    return f"a link that leads round in a loop (to {os.readlink(path)} and back); point it at a photo"
+
+
+def lies_in(path: Path, folder: Path) -> bool:
+    """Whether `path`, its links followed, lies inside `folder` (resolved); a loop of links lies nowhere."""
+    return resolved(path).is_relative_to(folder)
+
+
+def resolved(path: Path) -> Path:
+    """`path` with its links followed, or only made absolute where they lead round in a loop."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # Python before 3.13 raises RuntimeError for a loop
+        return path.absolute()
 
 
 def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:

@@ -31,13 +31,13 @@ def run_evaluate(args) -> int:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ValueError(f"{missing[0]}: no such file or folder{more}")
     check_files_exist(args)
-    from ..images import find_images_relative
+    from ..images import find_images_relative, lies_in
 
     out_root = Path(args.out).resolve()
     found = [
         (p, place)
         for p, place in find_images_relative(args.paths)
-        if not p.resolve().is_relative_to(out_root)
+        if not lies_in(p, out_root)
     ]
     if not found:
         raise ValueError(

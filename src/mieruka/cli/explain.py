@@ -52,7 +52,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from ..batch import explain_files
     from ..cam import CAM
     from ..fonts import check_font
-    from ..images import find_images_relative
+    from ..images import find_images_relative, lies_in
     from ..outputs import REPORT, RESULTS, find_earlier_run
     from ..render import colormap_table
     from ..runs import ResultsLog, resume, write_settings
@@ -67,7 +67,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
         )
     out_root = Path(args.out).resolve()
-    found = [(path, place) for path, place in found if not path.resolve().is_relative_to(out_root)]
+    found = [(path, place) for path, place in found if not lies_in(path, out_root)]
     if not found:
         raise ValueError(f"no images found in {', '.join(args.paths)} besides the output folder {args.out}")
     paths, places = [path for path, _ in found], [place for _, place in found]

@@ -54,6 +54,7 @@ def explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_na
         )
     import ray
 
+    from ..images import resolved
     from ..outputs import REPORT
     from ..scale.ray import FolderWriter, ModelSpec, connect, explain_dataset
 
@@ -76,8 +77,8 @@ def explain_on_ray(args, loaded, earlier, found, methods, task, target, layer_na
     out_dir = Path(args.out)
     if earlier is not None:  # every argument is checked: only now is the earlier run replaced
         earlier.remove()
-    names = {str(path.resolve()): str(path) for path, _ in found}
-    places = {str(path.resolve()): place for path, place in found}
+    names = {str(resolved(path)): str(path) for path, _ in found}
+    places = {str(resolved(path)): place for path, place in found}
     connect(args.address, num_cpus=workers if not args.address and workers > (os.cpu_count() or 1) else None)
     try:
         with stop_on_sigterm():  # a scheduler's SIGTERM stops the run as Ctrl-C does
