@@ -256,6 +256,24 @@ def test_page_data_groups_targets_joins_evaluate_and_keeps_errors():
     assert data["settings"]["model"] == "m" and data["settings"]["failed"] == 1
 
 
+def test_a_map_that_shows_no_place_is_never_outside_the_main_region():
+    """An empty map has no energy in the centre or in a box, and a flat one the region's share of area:
+    neither says where the model looked, so neither is flagged as looking elsewhere."""
+    base = {"task": "classify", "method": "gradcam", "probability": 0.99, "label": "cat", "output": "x.png"}
+    records = [
+        {**base, "file": "empty.jpg", "centre_energy": 0.0, "empty": True, "flat": False},
+        {**base, "file": "flat.jpg", "centre_energy": 0.25, "empty": False, "flat": True},
+        {**base, "file": "seen.jpg", "centre_energy": 0.1, "empty": False, "flat": False},
+    ]
+    evaluation = [
+        {"file": r["file"], "photo": r["file"], "method": "gradcam", "metric": "energy", "value": 0.0}
+        for r in records
+    ]
+    data = page_data(records, None, evaluation, {"better": {"energy": "higher"}})
+    region = {photo["file"]: (photo["region"], photo["centre"]) for photo in data["photos"]}
+    assert region == {"empty.jpg": (None, None), "flat.jpg": (None, None), "seen.jpg": (0.0, 0.1)}
+
+
 def test_a_label_cannot_end_the_data_script(tmp_path):
     from mieruka.report.build import render_page
 
