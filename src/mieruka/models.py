@@ -536,7 +536,7 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        if "Unsupported global" in str(error):  # a pickled class; other failures are a damaged file
+        if "Unsupported global" in str(error) and _saved_by_torch(path):  # a pickled class; else damaged
             if not trust:
                 raise ModelError(
                     f"--weights {path}: holds pickled Python objects (a whole model?), which can run code "
@@ -555,6 +555,23 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
                 f"--weights {path}: not a PyTorch checkpoint, or a damaged or incompletely copied one ({said})"
             ) from None
     return _find_state_dict(data, path)
+
+
+def _head_keys(expected: dict[str, torch.Tensor]) -> set[str]:
+    """The classifier's tensors in a state_dict: the last weight of two or more dimensions (a linear or
+    1x1-convolution head) and its bias."""
+    weight = next((k for k in reversed(expected) if expected[k].dim() >= 2), None)
+    if weight is None:
+        return set()
+    return {weight, weight.removesuffix("weight") + "bias"}
+
+
+def _saved_by_torch(path: Path) -> bool:
+    """Whether the file starts as torch.save writes: a zip archive, or (before torch 1.6) a pickle of
+    protocol 2 or later. Text such as 'cat\ndog' unpickles as a request for a global ('at.dog')."""
+    with open(path, "rb") as file:
+        start = file.read(4)
+    return start.startswith(b"PK\x03\x04") or start[:1] == b"\x80"
 
 
 def _first_sentence(text: str, limit: int = 200) -> str:
@@ -618,25 +635,30 @@ def _load_state(model: nn.Module, name: str, state: dict[str, torch.Tensor], sou
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
+        head = _head_keys(expected)
+        body = [k for k in wrong if k not in head]  # shapes that differ outside the classifier
         problems = []
         if wrong:
-            k = wrong[0]
+            k = body[0] if body else wrong[0]
             problems.append(f"{k} is {list(state[k].shape)} in the file, {list(expected[k].shape)} in {name}")
-            if state[k].dim() >= 1 and expected[k].dim() >= 1 and state[k].shape[1:] == expected[k].shape[1:]:
-                problems.append(
-                    f"a head for {state[k].shape[0]} classes? add --num-classes {state[k].shape[0]}"
-                )
+        classes = [
+            state[k].shape[0] for k in wrong if k in head and state[k].shape[1:] == expected[k].shape[1:]
+        ]
+        if classes:
+            problems.append(f"a head for {classes[0]} classes? add --num-classes {classes[0]}")
         if missing:
             problems.append(f"{len(missing)} missing tensor(s) such as {missing[0]}")
         if unexpected:
             problems.append(f"{len(unexpected)} unexpected tensor(s) such as {unexpected[0]}")
-        if len(missing) > len(expected) / 2 or len(unexpected) > len(expected) / 4:
+        positions = [k for k in body if "pos" in k]
+        if len(missing) + len(unexpected) > len(expected) / 4 or len(body) - len(positions) >= 2:
             problems.append(
-                "saved from another architecture or size (resnet34 for resnet18)? name it with --model"
+                "saved from another architecture, size or depth? name it with --model, or give its "
+                "builder's arguments with --model-kwargs KEY=VALUE"
             )
-        elif missing or unexpected:
+        elif missing or unexpected or len(body) > len(positions):
             problems.append("built with other arguments? give them with --model-kwargs KEY=VALUE")
-        elif any("pos" in k for k in wrong):
+        elif positions:
             problems.append(
                 "trained at another input size? give it with --model-kwargs img_size=N (timm) or "
                 "image_size=N (torchvision)"
