@@ -158,6 +158,20 @@ def test_hugging_face_hiera_is_read_like_timm_s():
         GradCAM(model, "hiera.encoder.stages.2.layers.0.layernorm_before")(x)
 
 
+def test_a_last_stage_of_one_pooling_block_is_read_at_its_norm_not_at_a_branch():
+    """A Hiera whose last stage is one block: that block pools first, so inside it the stream's shape
+    appears first at the attention's output (a branch); the norm before its MLP is the stream."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.HieraConfig(embed_dim=16, num_heads=[1, 1, 2, 2], depths=[1, 1, 1, 1], num_labels=3)
+    model = transformers.HieraForImageClassification(config).eval()
+    result = GradCAM(model)(torch.randn(1, 3, 224, 224))
+    assert (result.layer, result.layout) == (
+        "hiera.encoder.stages.3.layers.0.layernorm_after",
+        "tokens: 0 prefix + 7x7",
+    )
+
+
 def test_per_stage_class_tokens_count_once():
     """CoaT keeps a class token per stage (cls_token1..4): each stage's layers see one."""
     model = timm.create_model("coat_lite_tiny").eval()

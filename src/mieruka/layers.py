@@ -274,13 +274,17 @@ def _branch_inside(infos: list[LayerInfo], outputs: list, layer: LayerInfo, bloc
 def _block_entry(infos: list[LayerInfo], block: LayerInfo, image: tuple[int, int]) -> str:
     """The first layer inside `block` whose output has the shape of the token stream the block
     carries (its input; for a block that carries two streams as a tuple, as TNT's pixels and
-    patches, the one over the patch grid): timm's ``norm1``, TNT's ``norm_out``."""
+    patches, the one over the patch grid), a normalization layer where there is one: timm's
+    ``norm1``, TNT's ``norm_out``."""
     streams = [block.input_shape] if block.shape is not None else _token_parts(block, image)
-    return next(
-        info.name
+    inside = [
+        info
         for info in infos
         if info.name.startswith(block.name + ".") and info.calls == 1 and info.shape in streams
-    )
+    ]
+    # a normalization of the stream before a branch, not a branch's output: where a block first
+    # pools (Hugging Face's Hiera at a new stage), its attention's output comes before any norm does
+    return next((info.name for info in inside if "norm" in info.kind.lower()), inside[0].name)
 
 
 def _token_parts(info: LayerInfo, image: tuple[int, int]) -> list[tuple[int, ...]]:
