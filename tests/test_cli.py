@@ -280,6 +280,18 @@ def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_on
         (["explain", "SAMPLE", "--font", "nowhere.ttf"], "--font nowhere.ttf: no such file"),
         (["explain", "SAMPLE", "--font", "SAMPLE"], "cat.jpg: not a font file"),
         (["explain", "SAMPLE", "--labels", "SAMPLES"], "samples: is a folder, expected a file"),
+        (  # timm builds SigLIP with no classifier: its 768 numbers are an embedding, not class scores
+            [
+                "explain",
+                "SAMPLE",
+                "--model",
+                "timm:vit_base_patch16_siglip_224",
+                "--random-weights",
+                "--model-kwargs",
+                "depth=2",
+            ],
+            "has no classifier (num_classes=0): its output is a 768-wide embedding",
+        ),
         (["layers", "--model", "resnet18", "--weights", "SAMPLES"], "samples: is a folder, expected a file"),
     ],
 )

@@ -34,11 +34,7 @@ def run_evaluate(args) -> int:
     from ..images import find_images_relative, lies_in
 
     out_root = Path(args.out).resolve()
-    found = [
-        (p, place)
-        for p, place in find_images_relative(args.paths)
-        if not lies_in(p, out_root)
-    ]
+    found = [(p, place) for p, place in find_images_relative(args.paths) if not lies_in(p, out_root)]
     if not found:
         raise ValueError(
             f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"

@@ -25,6 +25,13 @@ def task_of(args, loaded, device) -> str:
     with torch.no_grad(), evaluating(loaded.model):
         output = loaded.model(dummy_input(loaded, device))
     task = infer_task(output)
+    if task == "classify" and getattr(loaded.model, "num_classes", None) == 0:
+        width = output.shape[-1] if isinstance(output, torch.Tensor) else "?"
+        raise ValueError(
+            f"{loaded.name} has no classifier (num_classes=0): its output is a {width}-wide embedding, not "
+            "class scores; give --num-classes N with --weights holding a trained head, or --reference "
+            "PHOTO to explain its similarity to another photo"
+        )
     if task == "binary" and not args.quiet:
         print(
             "mieruka: note: the model gives one value per image: explained as a binary classifier's logit "
