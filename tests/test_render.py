@@ -267,8 +267,13 @@ def test_show_on_photo_takes_one_map_and_names_the_pick_for_several():
     single = torch.rand(7, 7, generator=torch.Generator().manual_seed(0))
     drawn = np.asarray(show_on_photo(photo, single, box))
     assert np.array_equal(np.asarray(show_on_photo(photo, single[None, None], box)), drawn)  # (1, 1, h, w)
-    with pytest.raises(ValueError, match=r"shape \(3, 7, 7\): pass result.raw\[i, k\]"):
+    with pytest.raises(ValueError, match=r"shape \(1, 3, 7, 7\): pass one map, such as result.raw\[i\]"):
         show_on_photo(photo, single.expand(1, 3, 7, 7), box)
+    with pytest.raises(ValueError, match=r"shape \(0, 7\)"):
+        show_on_photo(photo, torch.zeros(0, 7), box)
+    # a map saved with --save-maps, and one still attached to the graph, draw as the tensor does
+    assert np.array_equal(np.asarray(show_on_photo(photo, single.numpy(), box)), drawn)
+    assert np.array_equal(np.asarray(show_on_photo(photo, single.clone().requires_grad_(), box)), drawn)
 
 
 def test_a_methods_panel_column_whose_map_shows_no_place_says_so():

@@ -143,25 +143,28 @@ def draw(
     raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
 
 
-def _one_map(raw: torch.Tensor) -> torch.Tensor:
-    """`raw` as one (h, w) map: leading dimensions of size 1 go; several maps are refused, naming the pick.
+def _one_map(raw: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """`raw` (a tensor or a saved NumPy map) as one (h, w) map, detached: leading dimensions of size 1
+    go; anything else is refused in one line that names the shape given.
 
     >>> _one_map(torch.zeros(1, 1, 7, 7)).shape
     torch.Size([7, 7])
     """
+    given = tuple(raw.shape)
+    raw = torch.as_tensor(raw).detach()
     while raw.dim() > 2 and raw.shape[0] == 1:
         raw = raw[0]
-    if raw.dim() != 2:
-        pick = "result.raw[i, k] for image i's k-th target" if raw.dim() == 3 else "one (h, w) map of it"
+    if raw.dim() != 2 or raw.numel() == 0:
         raise ValueError(
-            f"show_on_photo draws one map (h, w), got one of shape {tuple(raw.shape)}: pass {pick}"
+            f"show_on_photo draws one map (h, w), got one of shape {given}: pass one map, such as "
+            "result.raw[i] (result.raw[i, k] for image i's k-th target when there are several)"
         )
     return raw
 
 
 def show_on_photo(
     photo: Image.Image | torch.Tensor,
-    raw: torch.Tensor,
+    raw: torch.Tensor | np.ndarray,
     box: CropBox,
     *,
     style: str = "overlay",
