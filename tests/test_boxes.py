@@ -59,6 +59,8 @@ def test_bad_boxes_files_say_what_is_wrong(tmp_path):
         read_boxes(tmp_path / "bad.json")
     with pytest.raises(BoxesError, match="no such boxes file"):
         read_boxes(tmp_path / "missing.json")
+    with pytest.raises(BoxesError, match="is a folder, expected a boxes file"):
+        read_boxes(tmp_path)
     (tmp_path / "bad.csv").write_text("name,a,b\n")
     with pytest.raises(BoxesError, match="header photo,x0,y0,x1,y1"):
         read_boxes(tmp_path / "bad.csv")

@@ -806,6 +806,15 @@ def test_a_wrong_flag_value_is_one_line_naming_the_flag():
         assert flag in run.stderr and "--help" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_a_stray_argument_after_a_command_points_at_that_command_s_help():
+    """argparse reports it from the top-level parser, whose --help lists commands, not options."""
+    run = mieruka("explain", "x.jpg", "--bogus")
+    assert run.returncode == 2
+    assert (
+        run.stderr.strip() == "mieruka: error: unrecognized arguments: --bogus (see 'mieruka explain --help')"
+    )
+
+
 def test_a_wrong_top_k_or_layout_is_refused_before_an_earlier_run_is_replaced(tmp_path):
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "ft.pth")

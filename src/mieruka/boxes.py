@@ -265,6 +265,8 @@ def _some(names: Sequence[str], what: str = "photo") -> str:
 
 def _read(path: Path) -> dict[str, tuple[list[Box], Path | None]]:
     """Photo name -> (its boxes, its mask file or None)."""
+    if path.is_dir():
+        raise BoxesError(f"{path}: is a folder, expected a boxes file (JSON or CSV)")
     if not path.is_file():
         raise BoxesError(f"{path}: no such boxes file")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .common import installed_version, model_kwarg
 
@@ -91,8 +92,13 @@ def with_task_defaults(args: argparse.Namespace) -> frozenset[str]:
 class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (what is wrong, and where the options are), not the usage block."""
 
+    commands: tuple[str, ...] = ()  # the subcommands, on the top-level parser
+
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        # a stray argument after a command is reported by the top-level parser: point at that command's help
+        command = next((word for word in sys.argv[1:2] if word in self.commands), None)
+        where = f"{self.prog} {command}" if command else self.prog
+        self.exit(2, f"{self.prog}: error: {message} (see '{where} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -357,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(methods)
 
     _serve_parser(commands)
+    parser.commands = tuple(commands.choices)
     return parser
 
 
