@@ -806,6 +806,18 @@ def test_a_wrong_flag_value_is_one_line_naming_the_flag():
         assert flag in run.stderr and "--help" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_a_labels_file_that_repeats_a_name_is_warned_about_once(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\nCat\n", encoding="utf-8")
+    run = mieruka(
+        "explain", SAMPLES / "cat.jpg", "--model", "resnet18", "--random-weights", "--num-classes", "3",
+        "--labels", labels, "--out", tmp_path / "out",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    [line] = [line for line in run.stderr.splitlines() if "repeats names" in line]
+    assert "'cat' for classes 0, 2" in line and "give --target by number" in line
+
+
 def test_a_stray_argument_after_a_command_points_at_that_command_s_help():
     """argparse reports it from the top-level parser, whose --help lists commands, not options."""
     run = mieruka("explain", "x.jpg", "--bogus")

@@ -124,6 +124,14 @@ def canonical(name: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", name).replace("_", " ").casefold().split())
 
 
+def repeated_names(labels: Sequence[str]) -> list[list[int]]:
+    """The classes that share a name (see :func:`canonical`), as lists of indices, first use first."""
+    seen: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        seen.setdefault(canonical(str(label)), []).append(index)
+    return [indices for indices in seen.values() if len(indices) > 1]
+
+
 def find_classes(name: str, labels: Sequence[str]) -> list[int]:
     """The indices of the classes called `name` (see :func:`canonical`): none, one, or several where a
     labels file repeats a name."""

@@ -114,6 +114,8 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     classes = len(loaded.labels) if loaded.labels else None
     if task == "classify" and classes is not None and args.top_k > classes:  # before the folder is touched
         raise ValueError(f"--top-k {args.top_k}: the model has {classes} classes; ask for {classes} at most")
+    if args.labels is not None:
+        _warn_repeated_names(args.labels, loaded.labels)
     if loaded.labels and args.format != "npy":  # every label's missing characters named in one warning
         from ..fonts import choose, warn_missing
 
@@ -333,6 +335,24 @@ def _check_explain_flags(args) -> None:
         args.grid = (int(parts[0]), int(parts[1]))
     if args.layout in ("channels-first", "channels-last") and (args.prefix_tokens, args.grid) != (None, None):
         raise ValueError(f"--prefix-tokens and --grid describe tokens, not --layout {args.layout}")
+
+
+def _warn_repeated_names(path: str, labels) -> None:
+    """One line when a labels file gives two classes the same name: its pictures and summary cannot
+    tell them apart, and --target cannot name them."""
+    from ..labels import repeated_names
+
+    repeats = repeated_names(labels)
+    if repeats:
+        shown = "; ".join(
+            f"{labels[group[0]]!r} for classes {', '.join(map(str, group))}" for group in repeats[:3]
+        )
+        more = f" (and {len(repeats) - 3} more)" if len(repeats) > 3 else ""
+        print(
+            f"mieruka: warning: --labels {path} repeats names: {shown}{more}; their pictures and the summary "
+            "cannot tell those classes apart (give --target by number)",
+            file=sys.stderr,
+        )
 
 
 def _has_attention(model) -> bool:

@@ -28,7 +28,7 @@ def class_index(name: str, labels: Sequence[str] | None) -> int:
     if len(found) > 1:
         raise TargetError(
             f"target {name!r} is the name of classes {', '.join(map(str, found))}: "
-            f"give the number of the one you mean (--target {found[0]})"
+            "give the number of the one you mean instead"
         )
     return found[0]
 
