@@ -109,3 +109,17 @@ def test_a_page_that_cannot_be_written_leaves_nothing_and_says_why(tmp_path):
 def test_wrong_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_tile_caption_says_when_its_map_shows_no_place():
+    from mieruka.batch import _shown
+
+    record = {"label": "tabby", "probability": 0.7312, "empty": False, "flat": True}
+    assert _shown(record, "gradcam") == "tabby  0.731  [flat map]"
+    several = {
+        "label": "tabby",
+        "probability": None,
+        "empty": {"gradcam": True, "hirescam": False},
+        "flat": {},
+    }
+    assert _shown(several, "gradcam") == "tabby  [empty map]" and _shown(several, "hirescam") == "tabby"

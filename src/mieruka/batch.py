@@ -472,14 +472,20 @@ def _plan_tiles(pictures: list[_Picture], records: list[dict], place: PurePath, 
         if picture.method != method:
             continue
         shown = list(range(len(records))) if picture.k == -1 else [rows[picture.k]]
-        what = ", ".join(_shown(records[row]) for row in shown)
+        what = ", ".join(_shown(records[row], method) for row in shown)
         picture.tile = (f"{place.as_posix()}\n{what}", shown)
 
 
-def _shown(record: dict) -> str:
-    """A record's label and probability as a tile shows them: ``tabby  0.731``."""
+def _shown(record: dict, method: str) -> str:
+    """A record's label and probability as a tile shows them: ``tabby  0.731``, and ``[flat map]`` or
+    ``[empty map]`` where `method`'s map shows no place."""
     probability = record["probability"]
-    return record["label"] if probability is None else f"{record['label']}  {probability:.3f}"
+    text = record["label"] if probability is None else f"{record['label']}  {probability:.3f}"
+    for flag in ("empty", "flat"):
+        value = record.get(flag)
+        if value.get(method) if isinstance(value, dict) else value:
+            return f"{text}  [{flag} map]"
+    return text
 
 
 def _draw_and_write(
