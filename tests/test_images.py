@@ -106,6 +106,17 @@ def test_truncated_file_is_reported(tmp_path):
         load_image(path)
 
 
+def test_a_jpeg_cut_short_says_so_not_how_many_bytes_pillow_had_left(tmp_path):
+    buffer = io.BytesIO()
+    _photo(200, 200).save(buffer, format="JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(
+        ImageError, match=r"cut\.jpg: not a readable image \(the file ends before the image does"
+    ):
+        load_image(path)
+
+
 def test_decompression_bomb_is_refused(tmp_path):
     path = tmp_path / "bomb.png"
     Image.new("1", (12_000, 12_000)).save(path)  # tiny file, 144 megapixels

@@ -113,6 +113,8 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Imag
                 else not source.stat().st_size
             )
             error = "an empty file" if empty else "not a format Pillow knows"
+        elif str(error).startswith("image file is truncated"):  # Pillow's count of bytes is not the loss
+            error = "the file ends before the image does: cut short in a copy or download?"
         raise ImageError(f"{name}: not a readable image ({error}); check the file") from None
 
 
