@@ -135,6 +135,11 @@ def test_table_json_and_per_image_agree_with_the_library(tmp_path, weights, phot
         ),
         (("--steps", "0"), "--steps must be at least 1"),
         (("--road-fractions", "0.5,1.5"), "--road-fractions"),
+        (("--method", "rollout"), "--method rollout: attention maps need one of the timm ViT-family"),
+        (
+            ("--model", "timm:vit_base_patch16_siglip_224", "--random-weights", "--model-kwargs", "depth=2"),
+            "has no classifier (num_classes=0): its output is a 768-wide embedding",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(tmp_path, args, message):

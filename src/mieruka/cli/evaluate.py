@@ -23,7 +23,7 @@ from .common import (
 def run_evaluate(args) -> int:
     # flags, paths and the boxes file are checked before anything heavy is imported
     metrics, fractions = _check_evaluate_flags(args)
-    from ..methods import parse_methods
+    from ..methods import METHODS, parse_methods
 
     methods = [m.name for m in parse_methods(args.method)]
     missing = [path for path in args.paths if not Path(path).exists()]
@@ -74,6 +74,19 @@ def run_evaluate(args) -> int:
         raise ValueError(
             f"evaluate scores classifiers' maps; {loaded.name} does not output (N, classes) scores"
         )
+    if getattr(loaded.model, "num_classes", None) == 0:  # timm's models built without a classifier
+        raise ValueError(
+            f"evaluate scores classifiers' maps; {loaded.name} has no classifier (num_classes=0): its "
+            f"output is a {output.shape[1]}-wide embedding; give --num-classes N with --weights holding a head"
+        )
+    attention = [m for m in methods if METHODS[m].kind == "attention"]
+    if attention:
+        from ..methods.attention import AttentionError, vision_transformer
+
+        try:
+            vision_transformer(loaded.model)
+        except AttentionError as error:
+            raise AttentionError(f"--method {','.join(attention)}: {error}") from None
     target = parse_target(args.target, loaded.labels)
     settings = Settings(
         steps=args.steps,
