@@ -22,6 +22,7 @@ from . import render
 from ._io import atomic_open
 from .cam import CAM
 from .images import CropBox, ImageError, Preprocess, load_image, pil_to_tensor
+from .maps import no_place
 from .metrics.localization import centre_energy
 from .models import LoadedModel
 from .outputs import Namer
@@ -481,11 +482,12 @@ def _shown(record: dict, method: str) -> str:
     ``[empty map]`` where `method`'s map shows no place."""
     probability = record["probability"]
     text = record["label"] if probability is None else f"{record['label']}  {probability:.3f}"
-    for flag in ("empty", "flat"):
-        value = record.get(flag)
-        if value.get(method) if isinstance(value, dict) else value:
-            return f"{text}  [{flag} map]"
-    return text
+    empty, flat = (
+        bool(value.get(method) if isinstance(value, dict) else value)
+        for value in (record.get("empty"), record.get("flat"))
+    )
+    note = no_place(empty, flat)
+    return f"{text}  [{note}]" if note else text
 
 
 def _draw_and_write(

@@ -13,7 +13,7 @@ from .capture import Capture, Split, capture, probe, split_at
 from .geometry import to_input
 from .layers import auto_layer, evaluating, resolve_layer
 from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout, unrolled_tokens
-from .maps import is_flat, normalize, upsample
+from .maps import is_flat, no_place, normalize, upsample
 from .methods import (
     Method,
     ablationcam_weights,
@@ -63,7 +63,7 @@ class CAMResult:
 
     def shows_no_place_at(self, row: int, k: int = 0) -> str:
         """'empty map' or 'flat map' where that map shows no place (drawn, it is one colour), else ''."""
-        return "empty map" if self.empty_at(row, k) else "flat map" if self.flat_at(row, k) else ""
+        return no_place(self.empty_at(row, k), self.flat_at(row, k))
 
 
 class CAM:

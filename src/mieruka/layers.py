@@ -259,12 +259,10 @@ def _transformer_layer(
 
 
 def _branch_inside(infos: list[LayerInfo], outputs: list, layer: LayerInfo, block: LayerInfo) -> bool:
-    """Whether `layer` lies inside `block` and the block does not return its output: a residual
-    branch (an MLP whose output the block adds to its input), not the token stream. Where a block
-    returns a tuple (Hugging Face's Hiera: the tokens and attention weights), the stream after it is
-    no module's output, and the last layer with tokens is such a branch."""
-    if not layer.name.startswith(block.name + "."):
-        return False
+    """Whether `block`, which holds `layer`, does not return that layer's output: a residual branch (an
+    MLP whose output the block adds to its input), not the token stream. Where a block returns a tuple
+    (Hugging Face's Hiera: the tokens and attention weights), the stream after it is no module's
+    output, and the last layer with tokens is such a branch."""
     by_name = dict(zip((info.name for info in infos), outputs))
     returned = by_name[block.name]
     parts = returned if isinstance(returned, tuple | list) else (returned,)

@@ -47,6 +47,11 @@ def is_flat(maps: torch.Tensor) -> torch.Tensor:
     return (peak > 0) & (peak - low <= FLAT_TOLERANCE * peak)
 
 
+def no_place(empty: bool, flat: bool) -> str:
+    """What a map that shows no place is called where it is drawn: 'empty map', 'flat map', else ''."""
+    return "empty map" if empty else "flat map" if flat else ""
+
+
 def to_photo(
     maps: torch.Tensor, box: CropBox, photo_size: tuple[int, int]
 ) -> tuple[torch.Tensor, torch.Tensor]:

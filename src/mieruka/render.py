@@ -14,7 +14,7 @@ from PIL import Image
 from . import fonts, panels
 from ._io import atomic_open
 from .images import CropBox, pil_to_tensor
-from .maps import box_pixels, is_flat, normalize, to_photo
+from .maps import box_pixels, is_flat, no_place, normalize, to_photo
 
 STYLES = ("overlay", "classic", "heatmap", "panel")
 LABELLED = ("overlay", "classic")  # styles that show their title in a corner; heatmaps stay bare
@@ -267,9 +267,8 @@ def methods_panel(
 
 def _column_name(method: str, raw: torch.Tensor) -> str:
     raw = _one_map(raw)
-    if normalize(raw[None])[1].item():
-        return f"{method} (empty map)"
-    return f"{method} (flat map)" if is_flat(raw).item() else method
+    note = no_place(bool(normalize(raw[None])[1].item()), bool(is_flat(raw).item()))
+    return f"{method} ({note})" if note else method
 
 
 def _label_corner(picture: Image.Image, text: str, font: str | os.PathLike | None) -> None:

@@ -141,6 +141,29 @@ def class_token_note(loaded, methods: list[str], device) -> str | None:
     )
 
 
+def check_attention_methods(model, methods: list[str]) -> None:
+    """Refuse, naming --method, attention methods among `methods` that `model` cannot serve: before
+    anything is written, not at the first photo."""
+    from ..methods import METHODS
+    from ..methods.attention import AttentionError, vision_transformer
+
+    attention = [m for m in methods if METHODS[m].kind == "attention"]
+    if attention:
+        try:
+            vision_transformer(model)
+        except AttentionError as error:
+            raise AttentionError(f"--method {','.join(attention)}: {error}") from None
+
+
+def no_classifier(loaded, output) -> str | None:
+    """What to say of a timm model built without a classifier (num_classes=0), whose (N, D) output is an
+    embedding that would read as D class scores; None for any other model."""
+    if getattr(loaded.model, "num_classes", None) != 0:
+        return None
+    width = output.shape[-1] if hasattr(output, "shape") else "?"
+    return f"{loaded.name} has no classifier (num_classes=0): its output is a {width}-wide embedding"
+
+
 def where_maps_come_from(methods: list[str], layer_names: str) -> str:
     """For a summary line: the layer the CAMs read, the attention an attention method reads, or both."""
     from ..methods import METHODS

@@ -10,11 +10,13 @@ from pathlib import Path
 from .common import (
     EXIT_BAD_INPUT,
     Progress,
+    check_attention_methods,
     check_files_exist,
     dummy_input,
     installed_version,
     load_from_flags,
     model_kwargs_record,
+    no_classifier,
     parse_target,
     warn_if_random,
 )
@@ -23,7 +25,7 @@ from .common import (
 def run_evaluate(args) -> int:
     # flags, paths and the boxes file are checked before anything heavy is imported
     metrics, fractions = _check_evaluate_flags(args)
-    from ..methods import METHODS, parse_methods
+    from ..methods import parse_methods
 
     methods = [m.name for m in parse_methods(args.method)]
     missing = [path for path in args.paths if not Path(path).exists()]
@@ -74,19 +76,12 @@ def run_evaluate(args) -> int:
         raise ValueError(
             f"evaluate scores classifiers' maps; {loaded.name} does not output (N, classes) scores"
         )
-    if getattr(loaded.model, "num_classes", None) == 0:  # timm's models built without a classifier
+    embedding = no_classifier(loaded, output)
+    if embedding is not None:
         raise ValueError(
-            f"evaluate scores classifiers' maps; {loaded.name} has no classifier (num_classes=0): its "
-            f"output is a {output.shape[1]}-wide embedding; give --num-classes N with --weights holding a head"
+            f"evaluate scores classifiers' maps; {embedding}; give --num-classes N with --weights holding a head"
         )
-    attention = [m for m in methods if METHODS[m].kind == "attention"]
-    if attention:
-        from ..methods.attention import AttentionError, vision_transformer
-
-        try:
-            vision_transformer(loaded.model)
-        except AttentionError as error:
-            raise AttentionError(f"--method {','.join(attention)}: {error}") from None
+    check_attention_methods(loaded.model, methods)
     target = parse_target(args.target, loaded.labels)
     settings = Settings(
         steps=args.steps,

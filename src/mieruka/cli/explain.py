@@ -12,6 +12,7 @@ from pathlib import Path
 from .common import (
     EXIT_BAD_INPUT,
     Progress,
+    check_attention_methods,
     check_files_exist,
     class_token_note,
     dummy_input,
@@ -99,14 +100,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     )
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.check(dummy_input(loaded, device)))
-    attention = [m for m in methods if METHODS[m].kind == "attention"]
-    if attention:  # refused before the folder is touched
-        from ..methods.attention import AttentionError, vision_transformer
-
-        try:
-            vision_transformer(loaded.model)
-        except AttentionError as error:
-            raise AttentionError(f"--method {','.join(attention)}: {error}") from None
+    check_attention_methods(loaded.model, methods)  # refused before the folder is touched
     task = task_of(args, loaded, device)
     if args.style == "boxes" and task != "detect":
         raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")

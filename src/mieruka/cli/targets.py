@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import dummy_input, parse_target
+from .common import dummy_input, no_classifier, parse_target
 from .parser import TASK_OPTIONS
 
 
@@ -25,12 +25,11 @@ def task_of(args, loaded, device) -> str:
     with torch.no_grad(), evaluating(loaded.model):
         output = loaded.model(dummy_input(loaded, device))
     task = infer_task(output)
-    if task == "classify" and getattr(loaded.model, "num_classes", None) == 0:
-        width = output.shape[-1] if isinstance(output, torch.Tensor) else "?"
+    embedding = no_classifier(loaded, output) if task == "classify" else None
+    if embedding is not None:
         raise ValueError(
-            f"{loaded.name} has no classifier (num_classes=0): its output is a {width}-wide embedding, not "
-            "class scores; give --num-classes N with --weights holding a trained head, or --reference "
-            "PHOTO to explain its similarity to another photo"
+            f"{embedding}, not class scores; give --num-classes N with --weights holding a trained head, or "
+            "--reference PHOTO to explain its similarity to another photo"
         )
     if task == "binary" and not args.quiet:
         print(

@@ -60,10 +60,7 @@ def page_data(
         first = photo["targets"][0] if photo["targets"] else None
         photo["label"] = first["label"] if first else -1
         photo["p"] = first["p"] if first else None
-        # a map that shows no place has no share in any region: it is never "outside the main region"
-        no_place = first is not None and bool(_first_value(first["empty"]) or _first_value(first["flat"]))
-        photo["noPlace"] = no_place
-        photo["centre"] = _first_value(first["centre"]) if first and not no_place else None
+        photo["centre"] = _first_value(first["centre"]) if first and not _shows_no_place(first) else None
     names = display_names([*photos, *(e["file"] for e in errors)])
     for photo in entries:
         photo["name"] = names[photo["file"]]
@@ -74,7 +71,9 @@ def page_data(
     metrics = _join_evaluation(entries, evaluation, metrics_document)
     first_method = methods[0] if methods else None
     for photo in entries:  # the main region: the ground-truth boxes where evaluate had them
-        in_box = None if photo.pop("noPlace") else photo["metrics"].get(f"{REGION_METRIC}|{first_method}")
+        first = photo["targets"][0] if photo["targets"] else None
+        shows = first is not None and not _shows_no_place(first)
+        in_box = photo["metrics"].get(f"{REGION_METRIC}|{first_method}") if shows else None
         photo["region"] = in_box if in_box is not None else photo["centre"]
         photo["regionKind"] = "box" if in_box is not None else "centre"
     counts = Counter(photo["label"] for photo in entries if photo["label"] >= 0)
@@ -141,6 +140,12 @@ def _target(record: dict, labels: _Interned, methods: list[str]) -> dict:
 
 def _methods(record: dict) -> list[str]:
     return [m for m in str(record.get("method") or "").split(",") if m] or ["map"]
+
+
+def _shows_no_place(target: dict) -> bool:
+    """Whether a target's (first method's) map is empty or flat: it has no share in any region, so it is
+    never "outside the main region"."""
+    return bool(_first_value(target["empty"]) or _first_value(target["flat"]))
 
 
 def _first_value(values: dict) -> float | None:
