@@ -406,3 +406,18 @@ def test_the_ray_model_spec_carries_builder_arguments_to_each_actor():
     spec = ModelSpec("resnet18", random_weights=True, model_kwargs=(("zero_init_residual", True),))
     model = spec.load().model
     assert model.layer1[0].bn2.weight.abs().sum() == 0  # zero_init_residual reached the builder
+
+
+def test_a_checkpoint_with_damaged_tensor_bytes_is_refused_not_loaded_with_wrong_weights(tmp_path):
+    """torch.load does not verify the zip's checksums: zeroed bytes inside a tensor would load silently."""
+    model = torchvision.models.resnet18(num_classes=3)
+    good, bad = tmp_path / "good.pth", tmp_path / "bad.pth"
+    torch.save(model.state_dict(), good)
+    data = bytearray(good.read_bytes())
+    middle = len(data) // 2  # inside the largest tensor's bytes (layer4's convolutions)
+    data[middle : middle + 64] = bytes(64)
+    bad.write_bytes(bytes(data))
+    assert torch.load(bad, weights_only=True).keys() == model.state_dict().keys()  # torch sees nothing wrong
+    with pytest.raises(ModelError, match=r"bad.pth: damaged or incompletely copied \(its part .*data/\d+ fails"):
+        load_model("resnet18", bad, num_classes=3)
+    load_model("resnet18", good, num_classes=3)  # an intact file still loads

@@ -524,6 +524,12 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
         raise ModelError(f"--weights {path}: no such file")
     if path.is_dir():
         raise ModelError(f"--weights {path}: is a folder, expected a file")
+    damaged = failed_checksum(path)
+    if damaged:
+        raise ModelError(
+            f"--weights {path}: damaged or incompletely copied (its part {damaged} fails its checksum): "
+            "copy or download it again"
+        )
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():
@@ -665,6 +671,16 @@ def _load_state(model: nn.Module, name: str, state: dict[str, torch.Tensor], sou
             )
         raise ModelError(f"--weights {source} does not fit {name}: " + "; ".join(problems))
     model.load_state_dict(state)
+
+
+def failed_checksum(path: Path) -> str | None:
+    """The first part of a zip-format checkpoint (torch.save since 1.6, TorchScript) whose bytes do not
+    match their CRC-32, or None. torch.load does not check: a flipped byte in a tensor loads silently."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):  # not a zip (an old pickle) or cut short: torch.load says
+        return None
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -97,6 +97,7 @@ def _reference(path: str | None, loaded, device):
 
     from ..images import load_image
     from ..layers import evaluating
+    from ..models import failed_checksum
     from ..targets import output_tensor
 
     if path is None:
@@ -106,6 +107,8 @@ def _reference(path: str | None, loaded, device):
         try:
             if suffix == ".npy":
                 vector = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+            elif damaged := failed_checksum(Path(path)):
+                raise ValueError(f"its part {damaged} fails its checksum: damaged or incompletely copied")
             else:
                 vector = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
