@@ -266,6 +266,20 @@ def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_on
             ],
             "--layer names the layer a CAM reads; rollout reads the attention of every block",
         ),
+        (  # on a CNN the attention refusal comes first: adding a CAM to rollout would not help there
+            [
+                "explain",
+                "SAMPLE",
+                "--model",
+                "resnet18",
+                "--random-weights",
+                "--method",
+                "rollout",
+                "--layer",
+                "layer4",
+            ],
+            "--method rollout: attention maps need one of the timm",
+        ),
         (["explain", "SAMPLE", "--model", "timm:levit128s"], "(did you mean timm:levit_128s"),
         # names a person would type find what they mean
         (["explain", "SAMPLE", "--target", "cat"], "did you mean 'tabby', 'tiger cat', 'Persian cat'"),
@@ -720,6 +734,19 @@ def test_builder_arguments_from_the_command_line(tmp_path):
     assert line.startswith(
         "mieruka: error: cannot build timm:vit_tiny_patch16_224 with --model-kwargs global_pool='sideways': "
     )
+
+
+def test_builder_arguments_that_break_the_model_s_forward_pass_are_named_before_any_photo(tmp_path):
+    """timm builds a ResNet with global_pool='' (no pooling before its linear head), which then fails
+    on every input: one line naming the model and --model-kwargs, exit status 2, for every command."""
+    flags = ["--model", "timm:resnet18", "--random-weights", "--model-kwargs", "global_pool="]
+    for command in (["explain", SAMPLES / "cat.jpg", "--out", tmp_path / "out"], ["layers"]):
+        run = mieruka(*command, *flags)
+        assert run.returncode == 2, run.stderr
+        [line] = run.stderr.strip().splitlines()
+        assert line.startswith("mieruka: error: --model timm:resnet18: fails on a blank 224x224 input (")
+        assert line.endswith("check --model-kwargs, which it was built with")
+    assert not (tmp_path / "out").exists()
 
 
 class _Block(torch.nn.Module):

@@ -258,3 +258,17 @@ def test_drawing_leaves_rcparams_alone_and_never_imports_the_font_packages():
     panel(photo, None, None, "小鸟 · แมว", columns=[("बिल्ली", photo)])
     assert {key: matplotlib.rcParams[key] for key in before} == before
     assert not {"mplfonts", "fontpkg", "fontpkg_noto_sans_thai"} & set(sys.modules)
+
+
+def test_the_fonts_extra_named_in_warnings_is_the_one_pyproject_installs():
+    """A warning advises `pip install 'mieruka[fonts]'` for the scripts in FONTS_EXTRA_SCRIPTS: exactly
+    those whose fontpkg package the extra lists."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 and later
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    extra = project["project"]["optional-dependencies"]["fonts"]
+    packaged = {
+        item.split(">")[0].removeprefix("fontpkg-noto-sans-").upper()
+        for item in extra
+        if item.startswith("fontpkg-noto-sans-")
+    }
+    assert packaged == set(fonts.FONTS_EXTRA_SCRIPTS)

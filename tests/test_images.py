@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torchvision.transforms as T
 from PIL import Image
 
 from conftest import SAMPLES
+from mieruka.errors import MierukaWarning
 from mieruka.images import ImageError, Preprocess, find_images, find_images_relative, load_image
 
 
@@ -42,6 +44,37 @@ def test_modes_are_converted_to_the_right_rgb(tmp_path, mode, pixel, expected):
     path = tmp_path / ("photo.tiff" if mode in ("CMYK", "I;16") else "photo.png")
     Image.new(mode, (4, 3), pixel).save(path)
     assert load_image(path).getpixel((1, 1)) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "white", "said"),
+    [
+        (4095, np.uint16, 4095, "read as 12-bit data, 4095 as white"),  # an X-ray's 12 bits in 16
+        (1023, np.uint16, 1023, "read as 10-bit data, 1023 as white"),
+        (200, np.uint16, 255, "read as 8-bit data, 255 as white"),
+        (65535, np.uint16, 65535, None),  # the whole 16-bit range: nothing guessed
+        (1.0, np.float32, 1.0, None),  # a float image of fractions
+        (200.0, np.float32, 255, None),  # a float image of 8-bit values
+    ],
+)
+def test_deep_pixels_are_scaled_by_the_depth_they_use_and_a_guess_is_said(
+    tmp_path, values, dtype, white, said
+):
+    """A 16-bit file holding 12-bit data read against 65535 would be near black (its brightest pixel
+    16 of 255): white is the top of the smallest usual depth that holds the values, in a warning."""
+    ramp = np.linspace(0, values, 64).reshape(8, 8).astype(dtype)
+    path = tmp_path / ("deep.tiff" if dtype == np.float32 else "deep.png")
+    Image.fromarray(ramp).save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = load_image(path)
+    expected = np.clip(ramp.astype(np.float64) / white * 255 + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(image)[..., 0], expected)
+    messages = [str(w.message) for w in caught if issubclass(w.category, MierukaWarning)]
+    if said is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and messages[0].startswith(f"{path}: a ") and said in messages[0]
 
 
 def test_palette_with_transparency(tmp_path):
@@ -135,6 +168,28 @@ def test_preprocessing_matches_torchvision_exactly():
         ]
     )
     torch.testing.assert_close(Preprocess()(image), reference(image), rtol=0, atol=1e-6)
+
+
+def test_a_strip_photo_is_resampled_under_its_crop_alone_at_the_same_scale(monkeypatch):
+    """A 60000 x 3 strip resized whole to a short side of 256 would be 1.3 gigapixels; only the part
+    under the crop is resampled, and it matches the whole resize and crop where that fits in memory."""
+    import mieruka.images as images
+
+    rng = np.random.default_rng(0)
+    strip = Image.fromarray(rng.integers(0, 256, (12, 3000, 3), dtype=np.uint8), "RGB")  # 64000 x 256 resized
+    preprocess = Preprocess(interpolation="bicubic")
+    whole = preprocess(strip)
+    monkeypatch.setattr(images, "LARGEST_RESIZE", 100_000)  # now the strip is too long to resize whole
+    alone = preprocess(strip)
+    assert alone.shape == whole.shape == (3, 224, 224)
+    assert (alone - whole).abs().max() <= 1.01 / 255 / 0.224  # at most a level, where the box rounds
+    monkeypatch.setattr(images, "LARGEST_RESIZE", 1 << 24)
+    huge = Image.new("RGB", (60000, 3))
+    assert preprocess(huge).shape == (3, 224, 224)  # in a blink and a few megabytes
+    with pytest.raises(
+        ImageError, match=r"60000x3 photo would be resized to 5120000x256 pixels .* crop it first"
+    ):
+        Preprocess(crop=None)(huge)  # the model would take all of it
 
 
 @pytest.mark.parametrize("size", [(451, 300), (300, 451), (4000, 3000), (224, 224), (100, 60)])

@@ -418,6 +418,8 @@ def test_a_checkpoint_with_damaged_tensor_bytes_is_refused_not_loaded_with_wrong
     data[middle : middle + 64] = bytes(64)
     bad.write_bytes(bytes(data))
     assert torch.load(bad, weights_only=True).keys() == model.state_dict().keys()  # torch sees nothing wrong
-    with pytest.raises(ModelError, match=r"bad.pth: damaged or incompletely copied \(its part .*data/\d+ fails"):
+    with pytest.raises(
+        ModelError, match=r"bad.pth: damaged or incompletely copied \(its part .*data/\d+ fails"
+    ):
         load_model("resnet18", bad, num_classes=3)
     load_model("resnet18", good, num_classes=3)  # an intact file still loads

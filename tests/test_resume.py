@@ -263,3 +263,27 @@ def test_resume_drops_a_torn_line_and_missing_pictures(dataset, tmp_path):
     assert not (out / ".p4_x.png.abcd1234.part").exists()
     with pytest.raises(ValueError, match=r'--method was \["gradcam"\], now \["layercam"\]'):
         resume(out, {**settings, "method": ["layercam"]})
+
+
+def test_strip_photos_name_only_files_that_are_written_so_resume_has_nothing_to_redo(tmp_path):
+    """A 10000 x 20 photo's crop covers no pixel of its report view: its record names no heat layer
+    (it would never be written), every file a record names exists, and --resume keeps that photo."""
+    from mieruka.outputs import records_files
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "samples" / "cat.jpg", photos / "cat.jpg")
+    Image.new("RGB", (10000, 20), (200, 30, 30)).save(photos / "wide.png")
+    Image.new("RGB", (20, 10000), (30, 200, 30)).save(photos / "tall.png")
+    out = tmp_path / "out"
+    common = (photos, "--model", "resnet18", "--random-weights", "--out", out, "--report")
+    first = mieruka(*common)
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all("error" not in r for r in records)
+    assert all((out / name).is_file() for r in records for name in records_files(r))
+    assert {Path(r["file"]).name for r in records if "heat" in r} == {"cat.jpg"}
+    again = mieruka(*common[:-1], "--resume")
+    assert again.returncode == 0, again.stderr
+    # only the last photo recorded is done again (a kill may have cut its lines short), not tall.png
+    assert "1 of 1 image(s) explained" in again.stdout and "2 done before" in again.stdout, again.stdout

@@ -198,13 +198,21 @@ def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):
     assert run.returncode == 2 and run.stderr.count("\n") == 1
     assert "--reference" in run.stderr and "broken.jpg" in run.stderr and "Traceback" not in run.stderr
 
-    torch.save(coffee, tmp_path / "vector.pt")  # damaged bytes in a saved tensor: refused, never a wrong vector
+    torch.save(
+        coffee, tmp_path / "vector.pt"
+    )  # damaged bytes in a saved tensor: refused, never a wrong vector
     saved = bytearray((tmp_path / "vector.pt").read_bytes())
     start = saved.index(coffee.numpy().tobytes()[:16])
     saved[start : start + 16] = bytes(16)
     (tmp_path / "vector.pt").write_bytes(bytes(saved))
     run = mieruka(
-        "explain", SAMPLES / "cat.jpg", *common, "--reference", tmp_path / "vector.pt", "--out", tmp_path / "d"
+        "explain",
+        SAMPLES / "cat.jpg",
+        *common,
+        "--reference",
+        tmp_path / "vector.pt",
+        "--out",
+        tmp_path / "d",
     )
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert "--reference" in run.stderr and "vector.pt" in run.stderr and "fails its checksum" in run.stderr

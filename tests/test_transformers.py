@@ -133,13 +133,18 @@ class _Logits(nn.Module):
         return self.model(x).logits
 
 
-def _reference(model, layer_name, reshape, x, targets) -> torch.Tensor:
+def _reference(model, layer_name, reshape, x, targets, score=None) -> torch.Tensor:
+    """pytorch-grad-cam's maps for class `targets`, or for `score` (a batch's output -> (N,)) per image."""
     wrapped = _Logits(model) if "transformers" in type(model).__module__ else model
     layer = model.get_submodule(layer_name)
+    if score is not None:
+        chosen = [lambda one: score(one[None])[0]] * len(x)
+    else:
+        chosen = [ClassifierOutputTarget(int(t)) for t in targets]
     with pytorch_grad_cam.GradCAM(
         model=wrapped, target_layers=[layer], reshape_transform=reshape
     ) as reference:
-        maps = reference(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+        maps = reference(input_tensor=x, targets=chosen)
     return torch.from_numpy(maps)
 
 
@@ -217,6 +222,27 @@ def test_an_output_without_class_scores_asks_for_a_target_function():
         GradCAM(model, "features")(torch.randn(2, 3, 32, 32))
     result = GradCAM(model, "features")(torch.randn(2, 3, 32, 32), targets=lambda out: out["embedding"][:, 0])
     assert result.maps.shape == (2, 32, 32) and result.targets is None
+
+
+@pytest.mark.parametrize(
+    ("read", "layer"),
+    [
+        (lambda out: out[:, 0, 3], "blocks.1.norm1"),  # the class token's score: as a class-token head
+        (lambda out: out[:, 1:, 3].mean(1), "norm"),  # every patch's score: as a pooling head
+    ],
+)
+def test_the_automatic_layer_of_a_model_that_scores_every_token_follows_the_target_function(read, layer):
+    """timm's global_pool='' gives each token its own class scores (N, tokens, classes): the layer is
+    found from what the target function reads, and the head (linear, dropout) is not taken for it."""
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", img_size=64, depth=2, global_pool="").eval()
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    result = GradCAM(model)(x, targets=read)
+    assert (result.layer, result.layout) == (layer, "tokens: 1 prefix + 4x4")
+    theirs = _reference(model, layer, _tokens(1, (4, 4)), x, None, score=read)
+    assert (_min_max(result.maps) - theirs).abs().max() < 1e-3
+    with pytest.raises(TargetError, match="pass a target function"):  # without one, nothing says what to read
+        GradCAM(model)(x)
 
 
 class _Tokens(nn.Module):

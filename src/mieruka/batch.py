@@ -8,6 +8,7 @@ while the model works on the next batch. One unreadable photo costs only its own
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import render
 from ._io import atomic_open
 from .cam import CAM
+from .errors import MierukaWarning
 from .images import CropBox, ImageError, Preprocess, load_image, pil_to_tensor
 from .maps import no_place
 from .metrics.localization import centre_energy
@@ -75,13 +77,27 @@ class _Photos(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple:
-        try:
-            image = load_image(self.paths[index])
-            return index, self.preprocess(image), pil_to_tensor(image) if self.keep_photo else None, None
-        except ImageError as error:
-            return index, None, None, str(error)
-        except Exception as error:  # a worker must report, not die, whatever a decoder throws
-            return index, None, None, f"{self.paths[index]}: cannot be read ({type(error).__name__}: {error})"
+        """(index, input, photo, error, warnings): mieruka's warnings while reading (a guessed bit
+        depth) travel with the photo, to be given in the main process, not printed by a worker."""
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always", MierukaWarning)
+            try:
+                image = load_image(self.paths[index])
+                try:
+                    inputs = self.preprocess(image)
+                except ImageError as error:  # its message names no file
+                    raise ImageError(f"{self.paths[index]}: {error}") from None
+                item = index, inputs, pil_to_tensor(image) if self.keep_photo else None, None
+            except ImageError as error:
+                item = index, None, None, str(error)
+            except Exception as error:  # a worker must report, not die, whatever a decoder throws
+                item = (
+                    index,
+                    None,
+                    None,
+                    f"{self.paths[index]}: cannot be read ({type(error).__name__}: {error})",
+                )
+        return *item, [w.message for w in said if isinstance(w.message, MierukaWarning)]
 
 
 def _keep_list(items: list) -> list:
@@ -148,13 +164,16 @@ def explain_files(
     def hand_over(batch: list, writers: ThreadPoolExecutor) -> None:
         """Run one batch through the model and give each photo's pictures to the writers (pending);
         with shards, hold each photo until its shard is written."""
+        for item in batch:
+            for message in item[4]:
+                warnings.warn(message, stacklevel=1)
         readable = [item for item in batch if item[3] is None]
         results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
         for good in _same_size(readable):  # photos kept whole (detectors) come in many sizes
             inputs = torch.stack([item[1] for item in good]).to(device, non_blocking=True)
             by_method = cam.compare(inputs, methods, targets, top_k=top_k if top_k and top_k > 1 else None)
             centres = {method: centre_energy(result.maps).tolist() for method, result in by_method.items()}
-            for row, (index, _, photo, _) in enumerate(good):
+            for row, (index, _, photo, *_) in enumerate(good):
                 size = (photo.shape[-1], photo.shape[-2]) if photo is not None else None  # maps only: none
                 box = loaded.preprocess.crop_box(size) if size is not None else None
                 plan = _Plan(places[index], box, size, {m: values[row] for m, values in centres.items()})
@@ -378,7 +397,9 @@ def _plan_one(
                 outputs[method] = str(output)
             if options.save_maps:
                 maps_paths[method] = str(output.with_suffix(".npy"))
-            if report is not None:  # named after the picture it would have been: unique in the run
+            # named after the picture it would have been: unique in the run; none where a strip
+            # photo's crop covers no pixel of its view (a record names only files that are written)
+            if report is not None and assets.has_heat_layer(plan.size, plan.box):
                 heat_path = PurePosixPath(assets.HEAT) / output.with_suffix(".jpg")
                 report.heat.append((out_dir / heat_path, k, method))
                 heat[method] = str(heat_path)
@@ -406,7 +427,8 @@ def _plan_one(
             record["thumb"] = (
                 _thumb_path(out_dir, PurePosixPath(record["output"])).relative_to(out_dir).as_posix()
             )
-            record["heat"] = heat if several else next(iter(heat.values()))
+            if heat:
+                record["heat"] = heat if several else next(iter(heat.values()))
         if top5 is not None:
             record["top5"] = top5
         if several and not together:

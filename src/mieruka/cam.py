@@ -149,10 +149,14 @@ class CAM:
             specs = list(target_layer or [])
         return [resolve_layer(self.model, spec) for spec in specs]
 
-    def layers(self, inputs: torch.Tensor) -> list[tuple[str, nn.Module]]:
-        """The (name, module) pairs explained, picking the automatic layer on first use."""
+    def layers(self, inputs: torch.Tensor, targets: TargetSpec = None) -> list[tuple[str, nn.Module]]:
+        """The (name, module) pairs explained, picking the automatic layer on first use; a target
+        function in `targets` is what that pick asks gradients of (the predicted class otherwise)."""
         if self._layers is None:
-            self._layers = self._resolve(auto_layer(self.model, inputs, self.layout))
+            function = (
+                targets if callable(targets) and not isinstance(targets, torch.Tensor | Target) else None
+            )
+            self._layers = self._resolve(auto_layer(self.model, inputs, self.layout, function))
         return self._layers
 
     def __call__(
@@ -182,7 +186,7 @@ class CAM:
             )
         chosen = [m if isinstance(m, Method) else get_method(m) for m in methods]
         inputs = _match_model(self.model, inputs)
-        layers = self.layers(inputs)
+        layers = self.layers(inputs, targets)
 
         def choose(output: object) -> Targets:
             return resolve_targets(targets, output, self.labels, top_k)

@@ -8,3 +8,13 @@ class MierukaError(ValueError):
 
 class MierukaWarning(UserWarning):
     """Something the run went on with but the user should know; the message says what and what to do."""
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of a message's first line, cut at a word if longer than `limit`: what a
+    one-line error quotes of another library's (often many-line) message."""
+    lines = text.strip().splitlines()
+    sentence = lines[0].split(". ", 1)[0].rstrip(".") if lines else ""
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(" ", 1)[0] + "..."
+    return sentence

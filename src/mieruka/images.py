@@ -13,12 +13,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import MierukaError
+from .errors import MierukaError, MierukaWarning
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 MAX_PIXELS = 100_000_000  # ~10,000 x 10,000; larger files are refused as possible decompression bombs
+LARGEST_RESIZE = 1 << 24  # pixels a photo may have once resized whole (4096 x 4096); see Preprocess
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -98,7 +99,7 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Imag
                 )
             image.seek(0)
             image = ImageOps.exif_transpose(image)
-            return to_rgb(image)
+            return to_rgb(image, name)
     except ImageError:
         raise
     except Image.DecompressionBombError as error:
@@ -118,13 +119,21 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Imag
         raise ImageError(f"{name}: not a readable image ({error}); check the file") from None
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB; transparency is composited onto white."""
+def to_rgb(image: Image.Image, name: str = "image") -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB; transparency is composited onto white. Deeper pixels are
+    scaled by their range (:func:`value_range`), said in a warning naming `name` where it is guessed."""
     if image.mode == "RGB":
         return image.copy()
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        top, guess = value_range(array, image.mode)
+        if guess:
+            warnings.warn(
+                f"{name}: a {_DEPTH_NAMES.get(image.mode, '16-bit')} image whose values reach "
+                f"{array.max():g}: {guess} (save it as 8-bit yourself for another scaling)",
+                MierukaWarning,
+                stacklevel=2,
+            )
         array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(array, "L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
@@ -134,6 +143,31 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+_DEPTH_NAMES = {"I": "32-bit integer", "F": "floating-point"}  # else I;16 and its byte orders
+_DEPTHS = (8, 10, 12, 14, 16)  # the bit depths of sensors and scanners: medical, scientific, raw
+
+
+def value_range(array: np.ndarray, mode: str) -> tuple[float, str]:
+    """The value that stands for white in a single-channel image of PIL `mode` ('I;16', 'I', 'F'), and
+    how it was read where that is a guess ('' where it is not).
+
+    A 16-bit file often holds 10-, 12- or 14-bit data (X-rays, microscopes): read against 65535 it
+    would be near black, so white is the top of the smallest usual depth that holds the values; a
+    float image in [0, 1] holds fractions.
+    """
+    high = float(array.max()) if array.size else 0.0
+    if mode == "F" and high <= 1.0:
+        return 1.0, ""
+    if high <= 0:  # black whatever white is
+        return 255.0, ""
+    bits = next((b for b in _DEPTHS if high < 2**b), None)
+    if bits is None:
+        return high, f"read with its highest value, {high:g}, as white"
+    declared = (16,) if mode.startswith("I;16") else (8, 16)
+    top = float(2**bits - 1)
+    return top, "" if bits in declared else f"read as {bits}-bit data, {top:g} as white"
 
 
 def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -221,11 +255,18 @@ class Preprocess:
         )
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        """PIL RGB image -> normalized float32 tensor (3, H, W)."""
+        """PIL RGB image -> normalized float32 tensor (3, H, W).
+
+        A photo so elongated that resizing it whole would make over :data:`LARGEST_RESIZE` pixels (a
+        60000 x 3 strip resized to a short side of 256 is 1.3 gigapixels) has only the crop's part of
+        it resampled, at the same scale; where the model would take all of it, it is refused.
+        """
         resized_size = self.resized_size(image.size)
-        if resized_size != image.size:
-            image = image.resize(resized_size, _RESAMPLE[self.interpolation])
         crop_width, crop_height = self.crop_size(image.size)
+        if resized_size[0] * resized_size[1] > LARGEST_RESIZE:
+            image = self._resize_crop_only(image, resized_size, (crop_width, crop_height))
+        elif resized_size != image.size:
+            image = image.resize(resized_size, _RESAMPLE[self.interpolation])
         if (crop_width, crop_height) != image.size:
             left = round((image.width - crop_width) / 2.0)
             top = round((image.height - crop_height) / 2.0)
@@ -234,6 +275,23 @@ class Preprocess:
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return (pixels.float() / 255.0 - mean) / std
+
+    def _resize_crop_only(
+        self, image: Image.Image, resized_size: tuple[int, int], crop_size: tuple[int, int]
+    ) -> Image.Image:
+        """The crop of the resized photo, resampled from the photo's pixels under it alone."""
+        (resized_width, resized_height), (crop_width, crop_height) = resized_size, crop_size
+        too_many = crop_width * crop_height > LARGEST_RESIZE  # the model would take it (nearly) whole
+        if too_many or crop_width > resized_width or crop_height > resized_height:
+            raise ImageError(
+                f"a {image.width}x{image.height} photo would be resized to {resized_width}x{resized_height} "
+                f"pixels for a {crop_width}x{crop_height} input: too elongated for this model; crop it first"
+            )
+        left = round((resized_width - crop_width) / 2.0)
+        top = round((resized_height - crop_height) / 2.0)
+        scale_x, scale_y = image.width / resized_width, image.height / resized_height
+        box = (left * scale_x, top * scale_y, (left + crop_width) * scale_x, (top + crop_height) * scale_y)
+        return image.resize((crop_width, crop_height), _RESAMPLE[self.interpolation], box=box)
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -153,9 +153,16 @@ def _trace(model: nn.Module, inputs: torch.Tensor) -> tuple[list[LayerInfo], lis
     return infos, [outputs[n] for n in order], output, frames[0] if frames else None
 
 
-def auto_layer(model: nn.Module, inputs: torch.Tensor, requested: LayoutRequest | None = None) -> str:
+def auto_layer(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    requested: LayoutRequest | None = None,
+    score: Callable[[object], torch.Tensor] | None = None,
+) -> str:
     """The dotted name of the layer the automatic rule (module docstring) picks for this input;
-    `requested` (the user's layout, prefix tokens, grid) reads the token layers the rule probes."""
+    `requested` (the user's layout, prefix tokens, grid) reads the token layers the rule probes, and
+    `score` (a target function ``f(output) -> (N,)``) is what they ask gradients of, instead of the
+    predicted class: a model whose output is no class scores (per-token scores, say) is probed too."""
     infos, outputs, output, frame = _trace(model, inputs[:1])
     image = frame.padded if frame is not None else (inputs.shape[-2], inputs.shape[-1])
     classes = _dense_classes(output)
@@ -171,7 +178,9 @@ def auto_layer(model: nn.Module, inputs: torch.Tensor, requested: LayoutRequest 
     if name is not None and _later_features(infos, name, image) is None:
         return name
     try:
-        chosen = _transformer_layer(model, infos, outputs, inputs[:1], image, _score_count(output), requested)
+        chosen = _transformer_layer(
+            model, infos, outputs, inputs[:1], image, _score_count(output), requested, score
+        )
     except MierukaError:
         if name is None or _last_block(_after(infos, name), image) is not None:
             raise
@@ -228,6 +237,7 @@ def _transformer_layer(
     image: tuple[int, int],
     classes: int | None = None,
     requested: LayoutRequest | None = None,
+    score: Callable[[object], torch.Tensor] | None = None,
 ) -> str | None:
     """The automatic layer of a model whose features end as tokens or channels-last maps.
 
@@ -243,7 +253,7 @@ def _transformer_layer(
     last = _last_token_features(infos, outputs, image, classes)
     if last is None:
         return None
-    if _patches_get_gradient(model, last, inputs, image, requested):
+    if _patches_get_gradient(model, last, inputs, image, requested, score):
         around = [b for b in _token_blocks(infos, image) if last.name.startswith(b.name + ".")]
         innermost = max(around, key=lambda b: b.depth, default=None)
         if innermost is not None and _branch_inside(infos, outputs, last, innermost):
@@ -335,11 +345,12 @@ def class_token_head(model: nn.Module, inputs: torch.Tensor) -> bool:
 
 
 def _score_count(output: object) -> int | None:
-    """How many scores a classifier's output (N, K) holds per image; None for other outputs."""
+    """How many scores a classifier's output (N, K) holds per image, or per token for an output of
+    token scores (N, T, K) (timm's global_pool=''); None for other outputs."""
     from .targets import output_tensor
 
     tensor = output_tensor(output)
-    return tensor.shape[1] if tensor is not None and tensor.dim() == 2 else None
+    return tensor.shape[-1] if tensor is not None and tensor.dim() in (2, 3) else None
 
 
 def _last_token_features(
@@ -347,11 +358,13 @@ def _last_token_features(
 ) -> LayerInfo | None:
     """The last layer run once whose output is tokens or a channels-last map (not a pooling's, nor a
     layer's inside a pooling, as the key and value projection of an attention-pooling head (SigLIP's
-    `attn_pool.kv`), nor a linear layer's that gives each token `classes` scores)."""
+    `attn_pool.kv`), nor a linear layer's that gives each token `classes` scores). A dropout or identity
+    that passes the tokens on unchanged (timm's ``head_drop`` and ``head`` with global_pool='') names
+    the layer that made them (``norm``)."""
     pooled = {id(out) for info, out in zip(infos, outputs) if "pool" in info.kind.lower()}
     inside = _inside_poolings(infos)
     features = [
-        info
+        (info, out)
         for info, out in zip(infos, outputs)
         if info.name not in inside
         and not (info.kind == "Linear" and info.shape is not None and info.shape[-1] == classes)
@@ -360,13 +373,31 @@ def _last_token_features(
         and layout(info.shape, image, info.kind, batch=1) in (TOKENS, CHANNELS_LAST)
         and id(out) not in pooled
     ]
-    return features[-1] if features else None
+    while len(features) > 1 and _passes_on(*features[-1], *features[-2], infos):
+        features.pop()
+    return features[-1][0] if features else None
+
+
+_PASS_THROUGH = ("Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout")
+
+
+def _passes_on(info: LayerInfo, out: object, before: LayerInfo, out_before: object, infos) -> bool:
+    """Whether `info` is a pass-through module returning `before`'s output itself, and `before` a
+    layer, not a container that ends with that output (LeViT's ``stages``, a ViT's ``blocks``)."""
+    container = any(other.name.startswith(before.name + ".") for other in infos)
+    return info.kind in _PASS_THROUGH and out is out_before and not container
 
 
 def _patches_get_gradient(
-    model: nn.Module, info: LayerInfo, inputs: torch.Tensor, image, requested: LayoutRequest | None = None
+    model: nn.Module,
+    info: LayerInfo,
+    inputs: torch.Tensor,
+    image,
+    requested: LayoutRequest | None = None,
+    score: Callable[[object], torch.Tensor] | None = None,
 ) -> bool:
-    """Whether the predicted class's score has a gradient at the patch tokens (not only prefix tokens).
+    """Whether the predicted class's score (or `score`, a target function) has a gradient at the patch
+    tokens (not only prefix tokens).
 
     Where it has none at any token (an all-zero head, as timm's Hiera and torchvision's ViT are
     built), the structure decides: a model with prefix tokens is taken to read them, one without to
@@ -379,7 +410,7 @@ def _patches_get_gradient(
         model,
         [model.get_submodule(info.name)],
         inputs,
-        lambda output: resolve_targets(None, output),
+        lambda output: resolve_targets(score, output),
         layer_names=[info.name],
         resolve=lambda _, module, shape, seen: resolve_layout(
             info.name,

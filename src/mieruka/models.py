@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import MierukaError, MierukaWarning
+from .errors import MierukaError, MierukaWarning, first_sentence
 from .images import Preprocess
 from .labels import imagenet_labels, load_labels
 
@@ -209,7 +209,8 @@ def _build(builder, shown: str, options: Mapping[str, Any], /, **kwargs) -> nn.M
                 _check_types(reference, shown, options)
         given = " ".join(f"{k}={v!r}" for k, v in options.items())
         where = f" with --model-kwargs {given}" if options else ""
-        raise ModelError(f"cannot build {shown}{where}: {_first_line(error)[:200]}") from None
+        reason = first_sentence(str(error)) or type(error).__name__
+        raise ModelError(f"cannot build {shown}{where}: {reason}") from None
     _check_types(model, shown, options)
     _warn_if_swallowed(builder, shown, options, kwargs, model)
     return model
@@ -554,9 +555,7 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
             reason = (
                 text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else text
             )
-            said = (
-                _first_sentence(reason) if re.search("[A-Za-z]{3}", reason) else "torch.load cannot read it"
-            )
+            said = first_sentence(reason) if re.search("[A-Za-z]{3}", reason) else "torch.load cannot read it"
             raise ModelError(
                 f"--weights {path}: not a PyTorch checkpoint, or a damaged or incompletely copied one ({said})"
             ) from None
@@ -578,15 +577,6 @@ def _saved_by_torch(path: Path) -> bool:
     with open(path, "rb") as file:
         start = file.read(4)
     return start.startswith(b"PK\x03\x04") or start[:1] == b"\x80"
-
-
-def _first_sentence(text: str, limit: int = 200) -> str:
-    """The first sentence of an error message's first line, cut at a word if longer than `limit`."""
-    lines = text.strip().splitlines()
-    sentence = lines[0].split(". ", 1)[0].rstrip(".") if lines else ""
-    if len(sentence) > limit:
-        sentence = sentence[:limit].rsplit(" ", 1)[0] + "..."
-    return sentence
 
 
 def _load_pickled_model(path: Path) -> Any:
@@ -689,7 +679,3 @@ def _is_torchscript(path: Path) -> bool:
             return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())
     except (zipfile.BadZipFile, OSError):
         return False
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__

@@ -532,12 +532,20 @@ PANEL_PIXELS = panels.SHOWN[1]  # longest side of the photo drawn in a panel: as
 
 def shrink(photo: Image.Image, box: CropBox, longest: int) -> tuple[Image.Image, CropBox]:
     """A copy of the photo at most `longest` pixels on its long side, and the box in its coordinates."""
-    scale = longest / max(photo.size)
-    if scale >= 1.0:
+    size, small_box = shrunk(photo.size, box, longest)
+    if size == photo.size:
         return photo, box
-    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-    small = photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-    sx, sy = size[0] / photo.width, size[1] / photo.height
+    return photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), small_box
+
+
+def shrunk(size: tuple[int, int], box: CropBox, longest: int) -> tuple[tuple[int, int], CropBox]:
+    """The (width, height) :func:`shrink` gives a photo of `size`, and `box` in its coordinates."""
+    width, height = size
+    scale = longest / max(size)
+    if scale >= 1.0:
+        return size, box
+    small = (max(1, round(width * scale)), max(1, round(height * scale)))
+    sx, sy = small[0] / width, small[1] / height
     return small, CropBox(box.left * sx, box.top * sy, box.right * sx, box.bottom * sy)
 
 

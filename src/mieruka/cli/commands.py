@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import dummy_input, load_from_flags, require_file
+from .common import dummy_input, load_from_flags, require_file, require_weights_file
 
 
 def run_report(args) -> int:
@@ -52,9 +52,9 @@ def run_serve(args) -> int:
     if args.folder is not None and not Path(args.folder).is_dir():
         what = "is a file, expected a folder of photos" if Path(args.folder).exists() else "no such folder"
         raise ValueError(f"{args.folder}: {what}")
-    for flag, value in (("--labels", args.labels), ("--weights", args.weights)):
-        if value is not None and (Path(value).suffix or Path(value).is_dir()):
-            require_file(flag, value)
+    if args.labels is not None:
+        require_file("--labels", args.labels)
+    require_weights_file(args.weights)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"mieruka: warning: listening on {args.host}, not only this machine: whoever reaches it can "

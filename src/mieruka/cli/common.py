@@ -93,7 +93,34 @@ def load_from_flags(args, shapes_only: bool = False):
         device=device,
         model_kwargs=model_kwargs_from_flag(args.model_kwargs),
     )
+    _check_it_runs(loaded, device, given=bool(args.model_kwargs))
     return loaded, device
+
+
+def _check_it_runs(loaded, device, given: bool) -> None:
+    """One pass on a blank input: a model its builder arguments break (timm's global_pool='' before a
+    linear head) is refused here in one line, not met as an internal error at the first photo."""
+    import torch
+
+    from ..errors import first_sentence
+    from ..layers import evaluating
+
+    inputs = dummy_input(loaded, device)
+    try:
+        with torch.no_grad(), evaluating(loaded.model):
+            loaded.model(inputs)
+    except Exception as error:
+        said = first_sentence(str(error))
+        reason = f"{type(error).__name__}: {said}" if said else type(error).__name__
+        height, width = inputs.shape[-2:]
+        advice = (
+            "check --model-kwargs, which it was built with"
+            if given
+            else "explain it from Python (mieruka.CAM) with the input it expects"
+        )
+        raise ValueError(
+            f"--model {loaded.name}: fails on a blank {width}x{height} input ({reason}); {advice}"
+        ) from None
 
 
 def warn_if_random(loaded, what: str = "its predictions and maps") -> None:
@@ -240,6 +267,13 @@ def require_file(flag: str, value: str) -> None:
         raise ValueError(f"{flag} {value}: no such file")
 
 
+def require_weights_file(value: str | None) -> None:
+    """--weights names a file when it has a suffix or is a folder; a bare word may name torchvision
+    weights (IMAGENET1K_V2), checked when the model is built."""
+    if value is not None and (Path(value).suffix or Path(value).is_dir()):
+        require_file("--weights", value)
+
+
 def check_files_exist(args) -> None:
     """Files the flags name, and a writable output folder: checked before anything heavy loads."""
     for flag, value in (
@@ -249,8 +283,7 @@ def check_files_exist(args) -> None:
     ):
         if value is not None:
             require_file(flag, value)
-    if args.weights is not None and (Path(args.weights).suffix or Path(args.weights).is_dir()):
-        require_file("--weights", args.weights)  # a bare word may name torchvision weights
+    require_weights_file(args.weights)
     existing = Path(args.out).resolve()
     while not existing.exists():
         existing = existing.parent

@@ -37,12 +37,6 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from ..methods import METHODS, parse_methods
 
     methods = [m.name for m in parse_methods(args.method)]
-    if args.layer is not None and all(METHODS[m].kind == "attention" for m in methods):
-        raise ValueError(
-            f"--layer names the layer a CAM reads; {', '.join(methods)} "
-            f"{'reads' if len(methods) == 1 else 'read'} the attention of every block, "
-            "so drop --layer or add a CAM method (--method gradcam,rollout)"
-        )
     missing = [path for path in args.paths if not Path(path).exists()]
     if missing:  # reported before any model is loaded or any file is written
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -84,6 +78,13 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         )
 
     loaded, device = load_from_flags(args)
+    check_attention_methods(loaded.model, methods)  # a model without attention: name --method first
+    if args.layer is not None and all(METHODS[m].kind == "attention" for m in methods):
+        raise ValueError(
+            f"--layer names the layer a CAM reads; {', '.join(methods)} "
+            f"{'reads' if len(methods) == 1 else 'read'} the attention of every block, "
+            f"so drop --layer or add a CAM method (--method gradcam,{methods[0]})"
+        )
     if args.method.strip().lower() == "all" and _has_attention(loaded.model):
         methods += [name for name, method in METHODS.items() if method.kind == "attention"]
     cam = CAM(
@@ -98,10 +99,9 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         prefix_tokens=args.prefix_tokens,
         grid=args.grid,
     )
+    task = task_of(args, loaded, device)  # an output that is no task's is named before the layer is sought
     # a wrong --layer fails here, before any file is read
     layer_names = ",".join(name for name, _ in cam.check(dummy_input(loaded, device)))
-    check_attention_methods(loaded.model, methods)  # refused before the folder is touched
-    task = task_of(args, loaded, device)
     if args.style == "boxes" and task != "detect":
         raise ValueError(f"--style boxes draws a detector's objects; this model's task is {task}")
     target = task_target(args, task, loaded, device)

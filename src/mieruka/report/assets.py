@@ -41,6 +41,16 @@ def view_photo(photo: Image.Image, box: CropBox, longest: int = VIEW_PIXELS) -> 
     return shrink(photo, box, longest)
 
 
+def has_heat_layer(size: tuple[int, int], box: CropBox, longest: int = VIEW_PIXELS) -> bool:
+    """Whether a photo of (width, height) `size` gets a heat layer (:func:`heat_layer`) over its view:
+    a strip photo's crop may cover no whole pixel of it."""
+    from ..maps import box_pixels
+    from ..render import shrunk
+
+    view_size, view_box = shrunk(size, box, longest)
+    return box_pixels(view_box, view_size) is not None
+
+
 def heat_layer(raw: torch.Tensor, box: CropBox, size: tuple[int, int], colormap: str) -> Image.Image | None:
     """The coloured map (h, w) over the pixels of `box` in a photo of (width, height) `size`, cut to
     that box: laid over the photo's box at opacity a, it gives the overlay drawn with ``alpha=a``.

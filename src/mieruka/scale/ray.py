@@ -166,7 +166,10 @@ class Explainer:
         for i, name in enumerate(names):
             try:
                 image = _decode(batch, i, name)
-                inputs = self.loaded.preprocess(image)
+                try:
+                    inputs = self.loaded.preprocess(image)
+                except ImageError as error:  # its message names no file
+                    raise ImageError(f"{name}: {error}") from None
             except ImageError as error:
                 rows[i] = [self._failed(name, str(error))]
                 continue
