@@ -251,3 +251,14 @@ def test_a_single_image_tensor_is_a_batch_of_one():
     single, batch = GradCAM(model)(x), GradCAM(model)(x[None])
     assert single.maps.shape == (1, 64, 64)
     torch.testing.assert_close(single.maps, batch.maps)
+
+
+def test_a_torchscript_module_is_refused_with_what_to_explain_instead(tiny_net):
+    """Hooks cannot attach to a scripted module's compiled layers: one line, not torch's RuntimeError."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; its modules still exist
+        scripted = torch.jit.script(tiny_net)
+    with pytest.raises(LayerError, match=r"TorchScript module cannot be hooked .*load_state_dict"):
+        GradCAM(scripted)

@@ -266,6 +266,14 @@ def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_on
             ],
             "--layer names the layer a CAM reads; rollout reads the attention of every block",
         ),
+        (
+            ["explain", "SAMPLE", "--model", "resnet18", "--random-weights", "--num-classes", "0"],
+            "--num-classes 0 (no classifier) is timm's option; torchvision's resnet18 has none",
+        ),
+        (
+            ["explain", "SAMPLE", "--workers", "-1"],
+            "--workers must be 0 (decode in the main process) or more",
+        ),
         (  # on a CNN the attention refusal comes first: adding a CAM to rollout would not help there
             [
                 "explain",
@@ -869,3 +877,16 @@ def test_a_wrong_top_k_or_layout_is_refused_before_an_earlier_run_is_replaced(tm
     run = mieruka("explain", SAMPLES / "cat.jpg", *model, "--out", out, "--overwrite", "--layout", "tokens")
     assert run.returncode == 2 and "'layer4' outputs 512x7x7" in run.stderr and "not a token" in run.stderr
     assert sorted(p.name for p in out.iterdir()) == before and len(_records(out)) == 1
+
+
+def test_a_folder_s_photos_in_a_format_pillow_cannot_read_are_named_not_skipped_unsaid(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(SAMPLES / "cat.jpg", photos / "cat.jpg")
+    (photos / "IMG_0001.HEIC").write_bytes(b"ftypheic")  # an iPhone photo: Pillow has no HEIC decoder
+    run = mieruka("explain", photos, "--model", "resnet18", "--random-weights", "--out", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    assert (
+        "mieruka: note: left out 1 photo(s) in a format Pillow cannot read (1 .heic, such as " in run.stderr
+    )
+    assert [Path(r["file"]).name for r in _records(tmp_path / "out")] == ["cat.jpg"]

@@ -139,11 +139,12 @@ def test_truncated_file_is_reported(tmp_path):
         load_image(path)
 
 
-def test_a_jpeg_cut_short_says_so_not_how_many_bytes_pillow_had_left(tmp_path):
+@pytest.mark.parametrize("kept", [0.5, 200])  # half the file, or only its first 200 bytes (its header)
+def test_a_jpeg_cut_short_says_so_not_how_many_bytes_pillow_had_left(tmp_path, kept):
     buffer = io.BytesIO()
     _photo(200, 200).save(buffer, format="JPEG")
     path = tmp_path / "cut.jpg"
-    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    path.write_bytes(buffer.getvalue()[: int(len(buffer.getvalue()) * kept) if kept < 1 else kept])
     with pytest.raises(
         ImageError, match=r"cut\.jpg: not a readable image \(the file ends before the image does"
     ):
@@ -219,6 +220,24 @@ def test_find_images_walks_folders_and_keeps_files(tmp_path):
         "sub/c.webp",
         "notes.txt",
     ]
+
+
+@pytest.mark.parametrize("suffix", ["jfif", "jpe", "avif", "ppm", "pgm"])
+def test_other_names_of_formats_pillow_reads_are_found_and_load(tmp_path, suffix):
+    """A .jfif is a JPEG, .avif is decoded by Pillow 11.3 and later, .ppm/.pgm are netpbm."""
+    photo = _photo().convert("L") if suffix == "pgm" else _photo()
+    photo.save(tmp_path / f"photo.{suffix}", format={"jfif": "JPEG", "jpe": "JPEG"}.get(suffix))
+    (found,) = find_images([tmp_path])
+    assert found.name == f"photo.{suffix}" and load_image(found).size == (64, 48)
+
+
+def test_photos_in_formats_pillow_cannot_read_are_left_out_by_name(tmp_path):
+    for name in ("a.jpg", "b.HEIC", "c.dng", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    left_out: list = []
+    found = find_images_relative([tmp_path], left_out)
+    assert [place.as_posix() for _, place in found] == ["a.jpg"]
+    assert sorted(p.name for p in left_out) == ["b.HEIC", "c.dng"]  # said, not skipped unsaid
 
 
 def test_find_images_relative_gives_each_photo_its_place_under_the_argument(tmp_path):

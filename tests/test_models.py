@@ -14,6 +14,7 @@ import torchvision
 
 from conftest import SAMPLES
 from mieruka import GradCAM, load_image, load_labels, load_model, to_photo
+from mieruka.errors import MierukaWarning
 from mieruka.labels import LabelsError
 from mieruka.models import ModelError
 
@@ -60,7 +61,9 @@ def finetuned(tmp_path):
     return model, labels
 
 
-@pytest.mark.parametrize("layout", ["bare", "state_dict", "model_state_dict", "dataparallel", "torchscript"])
+@pytest.mark.parametrize(
+    "layout", ["bare", "state_dict", "model_state_dict", "dataparallel", "lightning", "torchscript"]
+)
 def test_fine_tuned_checkpoints_in_usual_layouts(tmp_path, finetuned, layout):
     model, labels = finetuned
     path = tmp_path / "ft.pth"
@@ -75,6 +78,8 @@ def test_fine_tuned_checkpoints_in_usual_layouts(tmp_path, finetuned, layout):
             "state_dict": {"state_dict": state, "epoch": 3},
             "model_state_dict": {"model_state_dict": state, "optimizer": {"lr": 0.1}},
             "dataparallel": {f"module.{k}": v for k, v in state.items()},
+            # a LightningModule holding the network as self.model: every key starts with "model."
+            "lightning": {"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 3},
         }[layout]
         torch.save(saved, path)
     loaded = load_model("resnet18", path, num_classes=5, labels=labels)
@@ -100,10 +105,46 @@ def test_pickled_model_needs_explicit_trust(tmp_path, finetuned):
     torch.save(model, path)
     with pytest.raises(ModelError, match="--trust-checkpoint"):
         load_model("resnet18", path, num_classes=5)
-    loaded = load_model(None, path, trust_checkpoint=True)
+    with pytest.warns(MierukaWarning, match="no recipe of its own"):  # no --model: the recipe is a guess
+        loaded = load_model(None, path, trust_checkpoint=True)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model(x))
+
+
+def test_a_whole_model_gets_the_recipe_it_was_trained_with_not_a_default(tmp_path):
+    """A pickled timm model carries its recipe (and the input size it was built for); a torchvision
+    one takes that of the architecture --model names, which must be its class; with neither, the
+    ImageNet recipe is said in a warning. --num-classes that is not the model's head is refused."""
+    import timm
+
+    vit = tmp_path / "vit.pt"
+    torch.save(timm.create_model("vit_tiny_patch16_224", img_size=320, num_classes=3), vit)
+    loaded = load_model(None, vit, trust_checkpoint=True)
+    assert (loaded.name, loaded.preprocess.crop, loaded.preprocess.mean) == (
+        "timm:vit_tiny_patch16_224",
+        (320, 320),
+        (0.5, 0.5, 0.5),
+    )
+    with pytest.raises(
+        ModelError, match=r"is timm's vit_tiny_patch16_224; .* name it timm:vit_tiny_patch16_224"
+    ):
+        load_model("timm:vit_small_patch16_224", vit, trust_checkpoint=True)
+
+    inception = tmp_path / "inception.pt"
+    model = torchvision.models.inception_v3(weights=None, num_classes=5, aux_logits=False, init_weights=False)
+    torch.save(model, inception)
+    loaded = load_model("inception_v3", inception, trust_checkpoint=True)
+    assert (loaded.preprocess.resize, loaded.preprocess.crop) == (342, 299)  # torchvision's recipe for it
+    with pytest.raises(
+        ModelError, match=r"--model resnet18 builds ResNet; .* is Inception3: leave out --model"
+    ):
+        load_model("resnet18", inception, trust_checkpoint=True)
+    with pytest.raises(ModelError, match=r"--num-classes 7: the whole model .* has 5 outputs"):
+        load_model("inception_v3", inception, num_classes=7, trust_checkpoint=True)
+    with pytest.warns(MierukaWarning, match=r"whole Inception3 model with no recipe of its own: .* --model"):
+        loaded = load_model(None, inception, trust_checkpoint=True)
+    assert (loaded.preprocess.resize, loaded.preprocess.crop) == (256, 224)
 
 
 def _pickled_elsewhere(tmp_path, module_name: str):
@@ -168,6 +209,8 @@ def test_named_weights_come_only_from_the_local_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(ModelError, match=r"IMAGENET1K_V1: not in the local torch cache"):
         load_model("resnet18", "IMAGENET1K_V1")
+    with pytest.raises(ModelError, match=r"imagenet1k_v1: no such file \(.* in capitals: IMAGENET1K_V1\)"):
+        load_model("resnet18", "imagenet1k_v1")
     checkpoint = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     checkpoint.parent.mkdir(parents=True)
     torch.save(torchvision.models.resnet18().state_dict(), checkpoint)
@@ -198,7 +241,9 @@ def test_labels_from_text_and_json(tmp_path):
 
 def test_label_count_must_match_the_head(tmp_path):
     (tmp_path / "l.txt").write_text("a\nb\nc\n")
-    with pytest.raises(ModelError, match="name 3 classes but the model has 5"):
+    with pytest.raises(
+        ModelError, match=r"^--labels .*l\.txt: the labels name 3 classes but the model has 5"
+    ):
         load_model("resnet18", num_classes=5, labels=tmp_path / "l.txt", random_weights=True)
 
 

@@ -276,6 +276,30 @@ def test_show_on_photo_takes_one_map_and_names_the_pick_for_several():
     assert np.array_equal(np.asarray(show_on_photo(photo, single.clone().requires_grad_(), box)), drawn)
 
 
+def test_show_on_photo_takes_a_photo_in_any_usual_form_and_the_whole_photo_by_default():
+    """PIL images of any mode are read as load_image reads files; tensors and arrays, uint8 or floats
+    in [0, 1], (3, H, W) or (H, W, 3), draw the same picture; no box: the map covers the whole photo."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    photo = Image.fromarray(pixels)
+    single = torch.rand(7, 7, generator=torch.Generator().manual_seed(0))
+    drawn = np.asarray(show_on_photo(photo, single, CropBox(0, 0, 40, 30)))
+    as_tensor = torch.from_numpy(pixels).permute(2, 0, 1)
+    for same in (photo.convert("RGBA"), pixels, as_tensor, as_tensor[None], as_tensor.float() / 255):
+        assert np.array_equal(np.asarray(show_on_photo(same, single)), drawn)
+    grey = photo.convert("L")
+    assert np.array_equal(
+        np.asarray(show_on_photo(grey, single))[..., 0],
+        np.asarray(show_on_photo(grey.convert("RGB"), single))[..., 0],
+    )
+    with pytest.raises(
+        ValueError, match=r"float tensor must hold values in \[0, 1\].*normalized model input"
+    ):
+        show_on_photo(Preprocess(crop=30)(photo), single)
+    with pytest.raises(ValueError, match=r"expected one picture .* got shape \(2, 3, 30, 40\)"):
+        show_on_photo(as_tensor.expand(2, -1, -1, -1), single)
+
+
 def test_a_methods_panel_column_whose_map_shows_no_place_says_so():
     from mieruka.render import _column_name
 

@@ -41,3 +41,13 @@ def test_best_follows_the_direction():
     assert best(means, "insertion") == "random"
     # an undefined similarity (a map that became constant) is never the best sanity value
     assert best({"gradcam": 0.3, "collapsed": float("nan")}, "sanity") == "gradcam"
+
+
+def test_no_row_is_best_where_all_tie_as_the_table_shows_them():
+    """0.0071 and 0.0069 are both 0.007 in the table: neither is marked best, nor said to beat the other."""
+    assert best({"gradcam": 0.0071, "layercam": 0.0069}, "deletion") is None
+    assert best({"gradcam": 0.0, "layercam": 0.0, "hirescam": 0.0}, "pointing") is None
+    assert (
+        best({"gradcam": 0.0071, "layercam": 0.0069, "eigencam": 0.2}, "deletion") == "gradcam"
+    )  # the first
+    assert best({"gradcam": 0.5}, "deletion") == "gradcam"  # alone, it is the best there is

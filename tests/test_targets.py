@@ -39,6 +39,7 @@ def test_index_and_name_apply_to_every_image():
 def test_one_target_per_image():
     assert resolve_targets([0, "red fox"], LOGITS, LABELS).indices.tolist() == [[0], [2]]
     assert resolve_targets(torch.tensor([2, 1]), LOGITS).indices.tolist() == [[2], [1]]
+    assert resolve_targets(torch.tensor(1), LOGITS).indices.tolist() == [[1], [1]]  # one for all
 
 
 def test_callable_target_is_the_score_itself():
@@ -53,6 +54,11 @@ def test_callable_target_is_the_score_itself():
         (3, "out of range"),
         ("red wolf", "did you mean 'red fox'"),
         ([0], "1 targets for a batch of 2"),
+        # a bool is no class number, nor a float a class (True would read as class 1, 1.9 as 1)
+        (True, r"an index \(int\) or a name \(str\), got True"),
+        (1.0, r"got 1\.0; a score of your own is a function"),
+        ([0, 1.9], r"got 1\.9"),
+        (torch.tensor([0.0, 1.0]), r"got 0\.0"),
     ],
 )
 def test_bad_targets_say_what_is_wrong(target, message):

@@ -11,7 +11,7 @@ from torch import nn
 
 from .capture import Capture, Split, capture, probe, split_at
 from .geometry import to_input
-from .layers import auto_layer, evaluating, resolve_layer
+from .layers import LayerError, auto_layer, evaluating, resolve_layer
 from .layouts import CHANNELS_FIRST, Layout, LayoutRequest, prefix_tokens, resolve_layout, unrolled_tokens
 from .maps import is_flat, no_place, normalize, upsample
 from .methods import (
@@ -123,6 +123,11 @@ class CAM:
         prefix_tokens: int | None = None,
         grid: tuple[int, int] | None = None,
     ) -> None:
+        if isinstance(model, torch.jit.ScriptModule):
+            raise LayerError(
+                "a TorchScript module cannot be hooked (its layers are compiled): explain the Python model, "
+                "with the scripted one's weights loaded into it (model.load_state_dict(scripted.state_dict()))"
+            )
         self.model = model
         self.method = get_method(method or self.method).name
         self.labels = list(labels) if labels is not None else None

@@ -17,7 +17,14 @@ from .errors import MierukaError, MierukaWarning
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif"}
+    | {".ppm", ".pgm", ".pbm", ".pnm"}  # netpbm, as some data sets ship
+)
+# photos' suffixes a folder walk names as left out (Pillow cannot decode them): never skipped unsaid
+UNREAD_PHOTO_SUFFIXES = frozenset(
+    {".heic", ".heif", ".jxl", ".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}
+)
 MAX_PIXELS = 100_000_000  # ~10,000 x 10,000; larger files are refused as possible decompression bombs
 LARGEST_RESIZE = 1 << 24  # pixels a photo may have once resized whole (4096 x 4096); see Preprocess
 
@@ -114,7 +121,7 @@ def _decode(source: Path | io.BytesIO, name: str, max_pixels: int) -> Image.Imag
                 else not source.stat().st_size
             )
             error = "an empty file" if empty else "not a format Pillow knows"
-        elif str(error).startswith("image file is truncated"):  # Pillow's count of bytes is not the loss
+        elif str(error).startswith(("image file is truncated", "Truncated File Read")):  # Pillow's words
             error = "the file ends before the image does: cut short in a copy or download?"
         raise ImageError(f"{name}: not a readable image ({error}); check the file") from None
 
@@ -175,22 +182,27 @@ def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
     return [path for path, _ in find_images_relative(paths)]
 
 
-def find_images_relative(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, PurePath]]:
+def find_images_relative(
+    paths: Sequence[str | os.PathLike], left_out: list[Path] | None = None
+) -> list[tuple[Path, PurePath]]:
     """:func:`find_images`, each photo with its path relative to the argument that named it.
 
     `photos/a/cat.jpg` found in the folder `photos` comes with `a/cat.jpg`; a file named directly
     comes with its bare name. A broken link with an image's name is kept, so that a run reports it
-    as a failed photo instead of leaving it out unsaid.
+    as a failed photo instead of leaving it out unsaid. Photos in a format Pillow cannot read (HEIC,
+    camera raw) found in folders go into `left_out`, for the caller to say.
     """
     found: list[tuple[Path, PurePath]] = []
     for entry in map(Path, paths):
         if entry.is_dir():
-            photos = sorted(
-                p
-                for p in entry.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or (p.is_symlink() and not p.exists()))
-            )
-            found.extend((photo, photo.relative_to(entry)) for photo in photos)
+            photos = []
+            for p in entry.rglob("*"):
+                suffix = p.suffix.lower()
+                if suffix in IMAGE_SUFFIXES and (p.is_file() or (p.is_symlink() and not p.exists())):
+                    photos.append(p)
+                elif suffix in UNREAD_PHOTO_SUFFIXES and left_out is not None and p.is_file():
+                    left_out.append(p)
+            found.extend((photo, photo.relative_to(entry)) for photo in sorted(photos))
         else:
             found.append((entry, PurePath(entry.name)))
     return found

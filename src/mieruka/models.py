@@ -83,6 +83,7 @@ def load_model(
     >>> loaded.labels[281]
     'tabby'
     """
+    given = name
     name = name or DEFAULT_MODEL
     default = name in (DEFAULT_MODEL, "tf_" + DEFAULT_MODEL)
     if random_weights and weights is not None:
@@ -95,7 +96,7 @@ def load_model(
     if isinstance(state, nn.Module):  # a whole pickled model, loaded because the caller trusts it
         if options:
             raise ModelError(f"--weights {weights} is a whole model, built already: leave out --model-kwargs")
-        loaded = LoadedModel(state, Preprocess(), None, type(state).__name__)
+        loaded = _whole_model(state, given, num_classes, str(weights))
     elif default and weights is None and not random_weights:
         if options:
             raise ModelError(
@@ -112,7 +113,7 @@ def load_model(
                 loaded = _torchvision_model(name, weights, state, num_classes, untrained_ok, options)
     if labels is not None:
         loaded.labels = list(labels) if isinstance(labels, list) else load_labels(labels)
-    loaded.labels = _check_labels(loaded)
+    loaded.labels = _check_labels(loaded, labels if isinstance(labels, str | os.PathLike) else None)
     if random_weights:
         loaded.weights = "random"
     elif weights is not None:
@@ -123,15 +124,69 @@ def load_model(
     return loaded
 
 
-def _check_labels(loaded: LoadedModel) -> list[str] | None:
+def _whole_model(model: nn.Module, name: str | None, num_classes: int | None, weights: str) -> LoadedModel:
+    """A whole pickled model with the preprocessing it was trained with: timm's model carries its
+    recipe; another takes that of the architecture `name` (--model), checked to be its class; with
+    neither, the ImageNet recipe, said in a warning."""
+    outputs = _num_outputs(model)
+    if num_classes is not None and outputs is not None and num_classes != outputs:
+        raise ModelError(
+            f"--num-classes {num_classes}: the whole model in --weights {weights} has {outputs} outputs; "
+            "leave --num-classes out"
+        )
+    if getattr(model, "pretrained_cfg", None):  # timm keeps its recipe on the model
+        arch = model.pretrained_cfg.get("architecture") or type(model).__name__
+        if name is not None and name.removeprefix("timm:") not in (arch, "tf_" + arch):
+            raise ModelError(
+                f"--model {name}: the whole model in --weights {weights} is timm's {arch}; leave out --model, "
+                f"or name it timm:{arch}"
+            )
+        embed = getattr(model, "patch_embed", None)
+        fixed = getattr(embed, "img_size", None) if getattr(embed, "strict_img_size", False) else None
+        crop = tuple(fixed) if isinstance(fixed, tuple | list) else None  # the one size a ViT takes
+        return LoadedModel(model, _timm_preprocess(model, crop), None, f"timm:{arch}")
+    if name is None:
+        warnings.warn(
+            f"--weights {weights} holds a whole {type(model).__name__} model with no recipe of its own: it "
+            "gets Resize 256, CenterCrop 224 and ImageNet mean/std; name its architecture with --model "
+            "for that one's recipe",
+            MierukaWarning,
+            stacklevel=3,
+        )
+        return LoadedModel(model, Preprocess(), None, type(model).__name__)
+    if name.startswith("timm:"):
+        raise ModelError(
+            f"--model {name}: the whole model in --weights {weights} is a {type(model).__name__}, not a "
+            "timm model; leave out --model, or name its torchvision architecture"
+        )
+    import torchvision.models as tvm
+
+    available = tvm.list_models(module=tvm)
+    if name not in available:
+        raise ModelError(
+            f"--model {name!r} is not a torchvision classification model{_did_you_mean(name, available)}"
+        )
+    with torch.device("meta"), warnings.catch_warnings():  # its class, for no memory and no time
+        warnings.simplefilter("ignore")  # inception_v3's notice of a future initialization
+        expected = type(tvm.get_model(name, weights=None))
+    if not isinstance(model, expected):
+        raise ModelError(
+            f"--model {name} builds {expected.__name__}; the whole model in --weights {weights} is "
+            f"{type(model).__name__}: leave out --model, or name its architecture"
+        )
+    return LoadedModel(model, _torchvision_preprocess(name, None, model, {}), None, name)
+
+
+def _check_labels(loaded: LoadedModel, path: str | os.PathLike | None = None) -> list[str] | None:
     classes = _num_outputs(loaded.model) if loaded.task is None else _dense_classes(loaded.model)
     if loaded.labels is None:  # numbers as names; a one-output head has no classes to number
         return [f"class {i}" for i in range(classes)] if classes and classes > 1 else None
     if classes == 1 and len(loaded.labels) == 2:  # a binary head: negative and positive class names
         return loaded.labels
     if classes is not None and len(loaded.labels) != classes:
+        where = f"--labels {path}: " if path is not None else ""
         raise ModelError(
-            f"the labels name {len(loaded.labels)} classes but the model has {classes} outputs; give a labels "
+            f"{where}the labels name {len(loaded.labels)} classes but the model has {classes} outputs; give a labels "
             f"file with {classes} names, or --num-classes {len(loaded.labels)} for a head of that size"
         )
     return loaded.labels
@@ -333,17 +388,24 @@ def _timm_model(
         raise ModelError(
             f"--weights {weights}: no such file (named weights exist for torchvision models only)"
         )
+    preprocess = _timm_preprocess(model, crop)
+    labels = list(imagenet_labels()) if _num_outputs(model) == 1000 and num_classes is None else None
+    return LoadedModel(model, preprocess, labels, f"timm:{arch}")
+
+
+def _timm_preprocess(model: nn.Module, crop: int | tuple[int, int] | None = None) -> Preprocess:
+    """The recipe a timm model's configuration gives, at `crop` where the builder was given a size."""
+    import timm
+
     config = timm.data.resolve_model_data_config(model)
     crop = crop or config["input_size"][-1]  # timm's config keeps the pretrained size
-    preprocess = Preprocess(
+    return Preprocess(
         _resize_for(crop, config.get("crop_pct", 0.875)),
         crop,
         tuple(config["mean"]),
         tuple(config["std"]),
         config.get("interpolation", "bilinear"),
     )
-    labels = list(imagenet_labels()) if _num_outputs(model) == 1000 and num_classes is None else None
-    return LoadedModel(model, preprocess, labels, f"timm:{arch}")
 
 
 def _torchvision_model(
@@ -359,6 +421,11 @@ def _torchvision_model(
         raise ModelError(
             f"--model {name!r} is not a torchvision classification, detection or segmentation model{hint}; "
             "use timm:NAME for timm architectures"
+        )
+    if num_classes == 0:
+        raise ModelError(
+            f"--num-classes 0 (no classifier) is timm's option; torchvision's {name} has none. For "
+            "embeddings use timm:NAME --num-classes 0, or explain this model's classes"
         )
     if not untrained_ok:
         raise _no_weights(name)
@@ -522,7 +589,9 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
     DataParallel and ``_orig_mod.`` from torch.compile are stripped.
     """
     if not path.exists():
-        raise ModelError(f"--weights {path}: no such file")
+        named = re.fullmatch(r"[A-Za-z0-9_]+", str(path)) and not path.suffix  # a weights name, miswritten?
+        hint = f" (torchvision's weights names are in capitals: {str(path).upper()})" if named else ""
+        raise ModelError(f"--weights {path}: no such file{hint}")
     if path.is_dir():
         raise ModelError(f"--weights {path}: is a folder, expected a file")
     damaged = failed_checksum(path)
@@ -560,6 +629,17 @@ def read_checkpoint(path: Path, trust: bool = False) -> dict[str, torch.Tensor] 
                 f"--weights {path}: not a PyTorch checkpoint, or a damaged or incompletely copied one ({said})"
             ) from None
     return _find_state_dict(data, path)
+
+
+def _without_wrapper_prefix(state: dict[str, torch.Tensor], expected: Mapping) -> dict[str, torch.Tensor]:
+    """`state` without the one name every key starts with, where the rest are the model's keys exactly:
+    the network saved from inside a wrapper (a Lightning module's ``model.``, a ``net.`` attribute)."""
+    if state.keys() == expected.keys() or not all("." in key for key in state):
+        return state
+    if len({key.split(".", 1)[0] for key in state}) != 1:
+        return state
+    inner = {key.split(".", 1)[1]: value for key, value in state.items()}
+    return inner if inner.keys() == expected.keys() else state
 
 
 def _head_keys(expected: dict[str, torch.Tensor]) -> set[str]:
@@ -627,6 +707,7 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _load_state(model: nn.Module, name: str, state: dict[str, torch.Tensor], source: str) -> None:
     expected = model.state_dict()
+    state = _without_wrapper_prefix(state, expected)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]

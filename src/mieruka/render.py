@@ -163,9 +163,9 @@ def _one_map(raw: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def show_on_photo(
-    photo: Image.Image | torch.Tensor,
+    photo: Image.Image | torch.Tensor | np.ndarray,
     raw: torch.Tensor | np.ndarray,
-    box: CropBox,
+    box: CropBox | None = None,
     *,
     style: str = "overlay",
     colormap: str = "jet",
@@ -184,10 +184,17 @@ def show_on_photo(
     The overlay and classic styles show `title` (e.g. ``tabby  (p = 0.731)``) in the top-left corner
     unless `label` is False; the panel uses it as its heading. `font` is a font file for that text.
 
+    `photo` is a PIL image of any mode (read as :func:`mieruka.load_image` reads files), a uint8 tensor
+    (3, H, W) or array (H, W, 3), or a float one in [0, 1]; `box` None: the map covers the whole photo.
+
     >>> picture = show_on_photo(photo, result.raw[0], loaded.preprocess.crop_box(photo.size))
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}; choose from {', '.join(STYLES)}")
+    photo = _one_photo(photo)
+    if box is None:
+        width, height = photo.size if isinstance(photo, Image.Image) else (photo.shape[-1], photo.shape[-2])
+        box = CropBox(0.0, 0.0, float(width), float(height))
     raw = _one_map(raw)
     maps = normalize(raw[None])[0][0]
     if maps.device.type == "cpu" and style in ("overlay", "heatmap") and _upsamples(maps, box):
@@ -203,6 +210,39 @@ def show_on_photo(
             photo, raw, box, style=style, colormap=colormap, alpha=alpha, title=title, label=label, font=font
         )
     )
+
+
+def _one_photo(photo: Image.Image | torch.Tensor | np.ndarray) -> Image.Image | torch.Tensor:
+    """A photo as the drawing takes it: an RGB PIL image, or a uint8 tensor (3, H, W); refused in one
+    line where it is no photo (a normalized model input, a batch)."""
+    from .images import to_rgb
+
+    if isinstance(photo, Image.Image):
+        return photo if photo.mode == "RGB" else to_rgb(photo)
+    if isinstance(photo, np.ndarray):
+        photo = torch.from_numpy(np.array(photo))  # a copy: the array may be read-only (a PIL image's)
+        photo = photo.permute(2, 0, 1) if photo.dim() == 3 and photo.shape[-1] in (1, 3) else photo
+    if not isinstance(photo, torch.Tensor):
+        raise TypeError(f"photo: expected a PIL image, a tensor or an array, got {type(photo).__name__}")
+    photo = photo.detach()
+    while photo.dim() > 3 and photo.shape[0] == 1:  # a batch of one
+        photo = photo[0]
+    if photo.dim() == 2:
+        photo = photo[None]
+    if photo.dim() != 3 or photo.shape[0] not in (1, 3):
+        raise ValueError(
+            f"photo: expected one picture (3, H, W) or (H, W, 3), got shape {tuple(photo.shape)}"
+        )
+    if photo.is_floating_point():
+        if photo.numel() and (photo.amin() < 0 or photo.amax() > 1):
+            raise ValueError(
+                "photo: a float tensor must hold values in [0, 1]; this one is outside (a normalized model "
+                "input?): pass the photo itself (PIL image, or uint8 tensor from mieruka.images.pil_to_tensor)"
+            )
+        photo = (photo * 255).round().to(torch.uint8)
+    elif photo.dtype != torch.uint8:
+        raise ValueError(f"photo: expected uint8 or float values, got {photo.dtype}")
+    return photo.expand(3, -1, -1).contiguous() if photo.shape[0] == 1 else photo
 
 
 def draw_on_device(

@@ -267,6 +267,31 @@ def require_file(flag: str, value: str) -> None:
         raise ValueError(f"{flag} {value}: no such file")
 
 
+def find_photos(paths: list[str], quiet: bool = False) -> list:
+    """The photos under `paths` as (path, place) (:func:`mieruka.images.find_images_relative`); photos
+    in folders in a format that cannot be read are said in one note, never skipped unsaid."""
+    from collections import Counter
+
+    from ..images import IMAGE_SUFFIXES, find_images_relative
+
+    left_out: list[Path] = []
+    found = find_images_relative(paths, left_out)
+    if not found:
+        looked = " ".join(sorted(IMAGE_SUFFIXES))
+        raise ValueError(f"no images found in {', '.join(paths)} (looked for {looked})")
+    if left_out and not quiet:
+        kinds = ", ".join(
+            f"{count} {suffix}"
+            for suffix, count in sorted(Counter(p.suffix.lower() for p in left_out).items())
+        )
+        print(
+            f"mieruka: note: left out {len(left_out)} photo(s) in a format Pillow cannot read ({kinds}, such as "
+            f"{left_out[0]}): convert them to JPEG or PNG to explain them",
+            file=sys.stderr,
+        )
+    return found
+
+
 def require_weights_file(value: str | None) -> None:
     """--weights names a file when it has a suffix or is a folder; a bare word may name torchvision
     weights (IMAGENET1K_V2), checked when the model is built."""

@@ -13,6 +13,7 @@ from .common import (
     check_attention_methods,
     check_files_exist,
     dummy_input,
+    find_photos,
     installed_version,
     load_from_flags,
     model_kwargs_record,
@@ -33,14 +34,16 @@ def run_evaluate(args) -> int:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ValueError(f"{missing[0]}: no such file or folder{more}")
     check_files_exist(args)
-    from ..images import find_images_relative, lies_in
+    from ..images import lies_in
 
     out_root = Path(args.out).resolve()
-    found = [(p, place) for p, place in find_images_relative(args.paths) if not lies_in(p, out_root)]
+    found = [
+        (p, place)
+        for p, place in find_photos(args.paths, quiet=getattr(args, "quiet", False))
+        if not lies_in(p, out_root)
+    ]
     if not found:
-        raise ValueError(
-            f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
-        )
+        raise ValueError(f"no images found in {', '.join(args.paths)} besides the output folder {args.out}")
     paths, places = [path for path, _ in found], [place for _, place in found]
     out_dir = Path(args.out)
     earlier = _earlier_evaluation(out_dir, args.overwrite)

@@ -16,6 +16,7 @@ from .common import (
     check_files_exist,
     class_token_note,
     dummy_input,
+    find_photos,
     installed_version,
     interrupts_after,
     load_from_flags,
@@ -47,7 +48,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     from ..batch import explain_files
     from ..cam import CAM
     from ..fonts import check_font
-    from ..images import find_images_relative, lies_in
+    from ..images import lies_in
     from ..outputs import REPORT, RESULTS, find_earlier_run
     from ..render import colormap_table
     from ..runs import ResultsLog, resume, write_settings
@@ -56,11 +57,7 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
     colormap_table(args.colormap)  # fail early on a wrong colormap name
     if args.font is not None:
         check_font(args.font, "--font")
-    found = find_images_relative(args.paths)
-    if not found:
-        raise ValueError(
-            f"no images found in {', '.join(args.paths)} (looked for .jpg .png .webp .bmp .tif .gif)"
-        )
+    found = find_photos(args.paths, quiet=getattr(args, "quiet", False))
     out_root = Path(args.out).resolve()
     found = [(path, place) for path, place in found if not lies_in(path, out_root)]
     if not found:
@@ -289,6 +286,8 @@ def _check_explain_flags(args) -> None:
         raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise ValueError(f"--workers must be 0 (decode in the main process) or more, got {args.workers}")
     if args.target is not None and args.top_k > 1:
         raise ValueError("--target and --top-k exclude each other: explain one class, or the K best")
     if not 0.0 <= args.threshold <= 1.0:

@@ -49,10 +49,15 @@ def bootstrap_ci(
     return Estimate(values.mean().item(), low.item(), high.item(), len(values))
 
 
-def best(means: dict[str, float], metric: str) -> str | None:
-    """The row with the best mean for `metric` (NaN rows ignored), by the metric's direction."""
-    scored = {row: value for row, value in means.items() if value == value}
+def best(means: dict[str, float], metric: str, places: int = 3) -> str | None:
+    """The row with the best mean for `metric` (NaN rows ignored), by the metric's direction, as the
+    table shows means (rounded to `places` decimals): None where every row ties there, since none is
+    better; of rows that tie for best, the first."""
+    scored = {row: round(value, places) for row, value in means.items() if value == value}
     if not scored:
         return None
     pick = max if DIRECTIONS[metric] == "higher" else min
-    return pick(scored, key=scored.__getitem__)
+    top = pick(scored.values())
+    if len(scored) > 1 and all(value == top for value in scored.values()):
+        return None
+    return next(row for row, value in scored.items() if value == top)

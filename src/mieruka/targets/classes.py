@@ -6,6 +6,7 @@ logits; a callable ``f(output) -> (N,)`` explains any other scalar of the model'
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -68,7 +69,7 @@ def resolve_targets(
         return _class_targets(indices, probs, labels)
     if top_k not in (None, 1):
         raise TargetError("top_k explains the best classes; it cannot be combined with an explicit target")
-    if isinstance(target, int | str):
+    if isinstance(target, numbers.Number | str) or (isinstance(target, torch.Tensor) and target.dim() == 0):
         indices = torch.full((batch, 1), _one_index(target, labels), dtype=torch.long)
     else:
         values = target.tolist() if isinstance(target, torch.Tensor) else list(target)
@@ -112,4 +113,11 @@ def _per_image(function: Callable[[object], torch.Tensor]):
 def _one_index(value: int | str, labels: Sequence[str] | None) -> int:
     if isinstance(value, str):
         return class_index(value, labels)
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # True is no class 1
+        raise TargetError(
+            f"a target class is an index (int) or a name (str), got {value!r}; a score of your own is a "
+            "function targets=lambda output: <one score per image, shape (N,)>"
+        )
     return int(value)
