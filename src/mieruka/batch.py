@@ -104,6 +104,13 @@ def _keep_list(items: list) -> list:
     return items
 
 
+def say_warnings(batch: list) -> None:
+    """Give, in this process, the warnings a batch's photos met while read (perhaps by a worker)."""
+    for item in batch:
+        for message in item[4]:
+            warnings.warn(message, stacklevel=2)
+
+
 def explain_files(
     paths: Sequence[Path],
     loaded: LoadedModel,
@@ -164,9 +171,7 @@ def explain_files(
     def hand_over(batch: list, writers: ThreadPoolExecutor) -> None:
         """Run one batch through the model and give each photo's pictures to the writers (pending);
         with shards, hold each photo until its shard is written."""
-        for item in batch:
-            for message in item[4]:
-                warnings.warn(message, stacklevel=1)
+        say_warnings(batch)
         readable = [item for item in batch if item[3] is None]
         results = {item[0]: ImageResult(paths[item[0]], error=item[3]) for item in batch}
         for good in _same_size(readable):  # photos kept whole (detectors) come in many sizes

@@ -262,7 +262,7 @@ def evaluate_files(
     ground truth for ``pointing`` (:func:`mieruka.boxes.ground_truth` gives it from the files): checked
     against the photo as it is read, a box or mask that does not fit makes that photo's error, and
     the others are still evaluated."""
-    from .batch import _keep_list, _Photos, _same_size
+    from .batch import _keep_list, _Photos, _same_size, say_warnings
 
     places = list(places) if places is not None else [PurePath(path.name) for path in paths]
     settings = settings or Settings()
@@ -277,9 +277,10 @@ def evaluate_files(
         prefetch_factor=2 if workers else None,
     )
     for batch in loader:
+        say_warnings(batch)
         outcomes = {item[0]: PhotoScores(paths[item[0]], places[item[0]], error=item[3]) for item in batch}
         photos = {}  # index -> (crop box, size, ground truth) of each photo read, whose truth fits
-        for index, _, photo, error in batch:
+        for index, _, photo, error, _ in batch:
             if error is not None:
                 continue
             size = (photo.shape[-1], photo.shape[-2])
