@@ -231,6 +231,14 @@ def test_other_names_of_formats_pillow_reads_are_found_and_load(tmp_path, suffix
     assert found.name == f"photo.{suffix}" and load_image(found).size == (64, 48)
 
 
+def test_a_photo_named_twice_is_found_once_where_it_is_first_found(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("a.jpg", "sub/b.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    found = find_images_relative([tmp_path, tmp_path / "sub" / "b.jpg", tmp_path / "sub" / ".." / "a.jpg"])
+    assert [place.as_posix() for _, place in found] == ["a.jpg", "sub/b.jpg"]
+
+
 def test_photos_in_formats_pillow_cannot_read_are_left_out_by_name(tmp_path):
     for name in ("a.jpg", "b.HEIC", "c.dng", "notes.txt"):
         (tmp_path / name).write_bytes(b"")

@@ -469,3 +469,25 @@ def test_a_checkpoint_with_damaged_tensor_bytes_is_refused_not_loaded_with_wrong
     ):
         load_model("resnet18", bad, num_classes=3)
     load_model("resnet18", good, num_classes=3)  # an intact file still loads
+
+
+def test_a_timm_pretrained_tag_names_the_recipe_its_weights_were_trained_with(tmp_path):
+    """resnet18.tv_in1k (torchvision's weights: bilinear, crop 0.875) and resnet18.a1_in1k (timm's A1
+    recipe: bicubic, crop 0.95) are one architecture with two recipes; a file of one's weights loads."""
+    import timm
+
+    tv = load_model("timm:resnet18.tv_in1k", random_weights=True)
+    a1 = load_model("timm:resnet18.a1_in1k", random_weights=True)
+    assert (tv.name, tv.preprocess.resize, tv.preprocess.interpolation) == (
+        "timm:resnet18.tv_in1k",
+        256,
+        "bilinear",
+    )
+    assert (a1.preprocess.resize, a1.preprocess.interpolation) == (235, "bicubic")
+    path = tmp_path / "ft.pth"
+    torch.save(timm.create_model("resnet18", num_classes=3).state_dict(), path)
+    assert load_model("timm:resnet18.a1_in1k", path, num_classes=3).preprocess == a1.preprocess
+    with pytest.raises(
+        ModelError, match=r"no pretrained tag 'resnet18.a9_in1k' \(did you mean timm:resnet18\.a"
+    ):
+        load_model("timm:resnet18.a9_in1k", random_weights=True)

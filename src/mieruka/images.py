@@ -190,7 +190,8 @@ def find_images_relative(
     `photos/a/cat.jpg` found in the folder `photos` comes with `a/cat.jpg`; a file named directly
     comes with its bare name. A broken link with an image's name is kept, so that a run reports it
     as a failed photo instead of leaving it out unsaid. Photos in a format Pillow cannot read (HEIC,
-    camera raw) found in folders go into `left_out`, for the caller to say.
+    camera raw) found in folders go into `left_out`, for the caller to say. A photo found twice (its
+    folder and itself named) comes once, where it is first found.
     """
     found: list[tuple[Path, PurePath]] = []
     for entry in map(Path, paths):
@@ -205,7 +206,10 @@ def find_images_relative(
             found.extend((photo, photo.relative_to(entry)) for photo in sorted(photos))
         else:
             found.append((entry, PurePath(entry.name)))
-    return found
+    once: dict[str, tuple[Path, PurePath]] = {}  # a photo named twice (its folder, and itself) comes once
+    for path, place in found:
+        once.setdefault(os.path.abspath(path), (path, place))
+    return list(once.values())
 
 
 @dataclass(frozen=True)

@@ -376,7 +376,11 @@ def _timm_model(
     if arch == DEFAULT_MODEL:
         arch = "tf_" + arch
     available = timm.list_models()
-    if arch not in available:
+    # a pretrained tag (resnet18.a1_in1k) names the recipe the weights were trained with
+    if arch not in available and arch not in timm.list_pretrained(arch):
+        if "." in arch and arch.split(".", 1)[0] in available:
+            tags = timm.list_pretrained(arch.split(".", 1)[0] + ".*")
+            raise ModelError(f"timm has no pretrained tag {arch!r}{_did_you_mean(arch, tags, 'timm:')}")
         raise ModelError(f"timm has no architecture {arch!r}{_did_you_mean(arch, available, 'timm:')}")
     if not untrained_ok:
         raise _no_weights(f"timm:{arch}")
