@@ -13,7 +13,15 @@ from PIL import Image
 
 from conftest import SAMPLES
 from mieruka.errors import MierukaWarning
-from mieruka.images import ImageError, Preprocess, find_images, find_images_relative, load_image
+from mieruka.images import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ImageError,
+    Preprocess,
+    find_images,
+    find_images_relative,
+    load_image,
+)
 
 
 def _photo(width=64, height=48) -> Image.Image:
@@ -191,6 +199,43 @@ def test_a_strip_photo_is_resampled_under_its_crop_alone_at_the_same_scale(monke
         ImageError, match=r"60000x3 photo would be resized to 5120000x256 pixels .* crop it first"
     ):
         Preprocess(crop=None)(huge)  # the model would take all of it
+
+
+@pytest.mark.parametrize("size", [(149, 100), (150, 101), (224, 99)])
+def test_a_crop_larger_than_the_photo_pads_as_torchvision_does(size):
+    """An odd amount of padding puts its larger half after the photo (not a half-to-even rounding)."""
+    photo = _photo(*size)
+    reference = T.Compose([T.CenterCrop(224), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    torch.testing.assert_close(Preprocess(None, 224)(photo), reference(photo), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("crop_mode", "img_size", "crop_pct"),
+    [
+        ("squash", 224, 0.9),  # each side stretched to 248, then cropped: the ratio is not kept
+        ("squash", 384, 1.0),  # ConvNeXt's 384 fine-tunes: the whole photo, squashed
+        ("border", 224, 1.0),  # the whole photo fitted inside, padded with the mean colour
+        ("center", (96, 160), 0.9),  # a non-square input: timm's ResizeKeepRatio, then the crop
+        ("squash", (96, 160), 0.95),
+    ],
+)
+@pytest.mark.parametrize("photo_size", [(451, 300), (200, 333)])
+def test_timm_crop_modes_give_the_pixels_timm_s_own_transform_gives(
+    crop_mode, img_size, crop_pct, photo_size
+):
+    from timm.data.transforms_factory import transforms_imagenet_eval
+
+    from mieruka.models import _resize_for
+
+    photo = _photo(*photo_size)
+    fit = {"center": "shorter", "squash": "squash", "border": "longer"}[crop_mode]
+    crop = img_size if isinstance(img_size, int) else tuple(img_size)
+    ours = Preprocess(_resize_for(crop, crop_pct), crop, interpolation="bicubic", fit=fit)
+    theirs = transforms_imagenet_eval(img_size, crop_pct, crop_mode, interpolation="bicubic")
+    assert (ours(photo) - theirs(photo)).abs().max() < 1e-5
+    box = ours.crop_box(photo.size)  # and the box says where those pixels came from
+    if crop_mode == "squash" and crop_pct == 1.0:
+        assert (box.left, box.top, box.right, box.bottom) == (0, 0, *photo.size)
 
 
 @pytest.mark.parametrize("size", [(451, 300), (300, 451), (4000, 3000), (224, 224), (100, 60)])

@@ -491,3 +491,22 @@ def test_a_timm_pretrained_tag_names_the_recipe_its_weights_were_trained_with(tm
         ModelError, match=r"no pretrained tag 'resnet18.a9_in1k' \(did you mean timm:resnet18\.a"
     ):
         load_model("timm:resnet18.a9_in1k", random_weights=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("timm:convnextv2_nano.fcmae_ft_in22k_in1k_384", {}),  # crop_mode 'squash': the whole photo
+        ("timm:vit_tiny_patch16_224", {"img_size": (64, 128), "patch_size": 16, "depth": 1}),  # not square
+    ],
+)
+def test_a_timm_model_sees_the_pixels_timm_s_own_eval_transform_gives(name, kwargs):
+    import timm
+
+    loaded = load_model(name, random_weights=True, model_kwargs=kwargs)
+    config = timm.data.resolve_model_data_config(loaded.model)
+    if "img_size" in kwargs:
+        config["input_size"] = (3, *kwargs["img_size"])  # timm's config keeps the pretrained size
+    photo = load_image(SAMPLES / "cat.jpg")
+    theirs = timm.data.create_transform(**config)(photo)
+    assert (loaded.preprocess(photo) - theirs).abs().max() < 1e-5

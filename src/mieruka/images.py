@@ -228,26 +228,41 @@ class Preprocess:
 
     Unlike a bare transform it also tells, through :meth:`crop_box`, where the crop lies in the original
     photo, so a map can be put back exactly where the model looked.
+
+    `fit` says how the photo meets `resize` (one side, or (height, width)), as timm's ``crop_mode``:
+    "shorter" keeps the aspect ratio and covers it (the centre crop: torchvision's rounding for one
+    side, timm's for two), "squash" stretches each side to it, "longer" keeps the ratio and fits
+    inside it, the crop then padding the rest with the mean colour (timm's "border").
     """
 
-    resize: int | None = 256
+    resize: int | tuple[int, int] | None = 256
     crop: int | tuple[int, int] | None = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
+    fit: str = "shorter"
 
     def __post_init__(self) -> None:
         if self.interpolation not in _RESAMPLE:
             raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}, got {self.interpolation!r}")
+        if self.fit not in ("shorter", "squash", "longer"):
+            raise ValueError(f"fit must be 'shorter', 'squash' or 'longer', got {self.fit!r}")
 
     def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        """(width, height) after the resize step, computed as torchvision does."""
+        """(width, height) after the resize step, computed as torchvision (one side) or timm does."""
         width, height = size
         if self.resize is None:
             return width, height
-        short, long = (width, height) if width <= height else (height, width)
-        new_short, new_long = self.resize, int(self.resize * long / short)
-        return (new_short, new_long) if width <= height else (new_long, new_short)
+        if isinstance(self.resize, int) and self.fit == "shorter":
+            short, long = (width, height) if width <= height else (height, width)
+            new_short, new_long = self.resize, int(self.resize * long / short)
+            return (new_short, new_long) if width <= height else (new_long, new_short)
+        target_height, target_width = (self.resize, self.resize) if isinstance(self.resize, int) else self.resize
+        if self.fit == "squash":
+            return target_width, target_height
+        ratios = (height / target_height, width / target_width)  # timm's ResizeKeepRatio
+        ratio = min(ratios) if self.fit == "shorter" else max(ratios)
+        return round(width / ratio), round(height / ratio)
 
     def crop_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) of the model input for a photo of this size."""
@@ -263,8 +278,7 @@ class Preprocess:
         width, height = size
         resized_width, resized_height = self.resized_size(size)
         crop_width, crop_height = self.crop_size(size)
-        left = round((resized_width - crop_width) / 2.0)
-        top = round((resized_height - crop_height) / 2.0)
+        left, top = _crop_start(resized_width, crop_width), _crop_start(resized_height, crop_height)
         scale_x, scale_y = width / resized_width, height / resized_height
         return CropBox(
             left * scale_x, top * scale_y, (left + crop_width) * scale_x, (top + crop_height) * scale_y
@@ -284,9 +298,12 @@ class Preprocess:
         elif resized_size != image.size:
             image = image.resize(resized_size, _RESAMPLE[self.interpolation])
         if (crop_width, crop_height) != image.size:
-            left = round((image.width - crop_width) / 2.0)
-            top = round((image.height - crop_height) / 2.0)
-            image = image.crop((left, top, left + crop_width, top + crop_height))  # pads with black
+            left, top = _crop_start(image.width, crop_width), _crop_start(image.height, crop_height)
+            cropped = image.crop((left, top, left + crop_width, top + crop_height))  # pads with black
+            if self.fit == "longer" and cropped.size != image.size:  # timm pads with the mean colour
+                cropped = Image.new("RGB", cropped.size, tuple(round(255 * m) for m in self.mean))
+                cropped.paste(image, (-left, -top))
+            image = cropped
         pixels = pil_to_tensor(image)
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
@@ -303,11 +320,16 @@ class Preprocess:
                 f"a {image.width}x{image.height} photo would be resized to {resized_width}x{resized_height} "
                 f"pixels for a {crop_width}x{crop_height} input: too elongated for this model; crop it first"
             )
-        left = round((resized_width - crop_width) / 2.0)
-        top = round((resized_height - crop_height) / 2.0)
+        left, top = _crop_start(resized_width, crop_width), _crop_start(resized_height, crop_height)
         scale_x, scale_y = image.width / resized_width, image.height / resized_height
         box = (left * scale_x, top * scale_y, (left + crop_width) * scale_x, (top + crop_height) * scale_y)
         return image.resize((crop_width, crop_height), _RESAMPLE[self.interpolation], box=box)
+
+
+def _crop_start(size: int, crop: int) -> int:
+    """Where a centred crop of `crop` pixels starts along a side of `size`, as torchvision's and timm's
+    CenterCrop place it: rounded half to even inside the side, the padding's larger half after it."""
+    return -((crop - size) // 2) if crop > size else round((size - crop) / 2.0)
 
 
 def pil_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -363,9 +363,12 @@ def _crop_option(options: Mapping[str, Any], key: str) -> int | tuple[int, int] 
     return sides[0] if len(sides) == 1 or sides[0] == sides[1] else (sides[0], sides[1])
 
 
-def _resize_for(crop: int | tuple[int, int], crop_pct: float) -> int:
-    """The shorter side to resize to before cropping `crop`, as timm's eval transform: crop / crop_pct."""
-    return int(max(crop if isinstance(crop, tuple) else (crop,)) / crop_pct)
+def _resize_for(crop: int | tuple[int, int], crop_pct: float) -> int | tuple[int, int]:
+    """What to resize to before cropping `crop`, as timm's eval transform: crop / crop_pct, one side
+    for a square crop, (height, width) for another."""
+    if isinstance(crop, tuple) and crop[0] != crop[1]:
+        return int(crop[0] / crop_pct), int(crop[1] / crop_pct)
+    return int((crop[0] if isinstance(crop, tuple) else crop) / crop_pct)
 
 
 def _timm_model(
@@ -403,12 +406,17 @@ def _timm_preprocess(model: nn.Module, crop: int | tuple[int, int] | None = None
 
     config = timm.data.resolve_model_data_config(model)
     crop = crop or config["input_size"][-1]  # timm's config keeps the pretrained size
+    mode = config.get("crop_mode") or "center"
+    fits = {"center": "shorter", "squash": "squash", "border": "longer"}
+    if mode not in fits:
+        raise ModelError(f"timm's configuration asks for crop_mode {mode!r}, which mieruka does not know")
     return Preprocess(
         _resize_for(crop, config.get("crop_pct", 0.875)),
         crop,
         tuple(config["mean"]),
         tuple(config["std"]),
         config.get("interpolation", "bilinear"),
+        fit=fits[mode],
     )
 
 
