@@ -271,6 +271,19 @@ def test_a_contact_sheet_of_a_folder_run_shows_every_good_photo_and_no_failed_on
             "--num-classes 0 (no classifier) is timm's option; torchvision's resnet18 has none",
         ),
         (
+            [
+                "explain",
+                "SAMPLE",
+                "--model",
+                "timm:vit_tiny_patch16_224",
+                "--random-weights",
+                "--method",
+                "rollout",
+                "--eigen-smooth",
+            ],
+            "--eigen-smooth takes the first principal component of a CAM's weighted channels; rollout weighs none",
+        ),
+        (
             ["explain", "SAMPLE", "--workers", "-1"],
             "--workers must be 0 (decode in the main process) or more",
         ),

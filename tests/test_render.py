@@ -306,3 +306,18 @@ def test_a_methods_panel_column_whose_map_shows_no_place_says_so():
     assert _column_name("gradcam", torch.full((7, 7), 0.3)) == "gradcam (flat map)"
     assert _column_name("gradcam", -torch.rand(7, 7)) == "gradcam (empty map)"
     assert _column_name("gradcam", torch.rand(7, 7)) == "gradcam"
+
+
+def test_a_picture_of_every_object_carries_its_title_in_the_corner_as_an_overlay_does():
+    """--style boxes: the method and [random weights] are drawn, as on every other picture."""
+    from mieruka.render import show_objects
+
+    photo = Image.new("RGB", (320, 240), (128, 128, 128))
+    raws = torch.rand(2, 7, 7, generator=torch.Generator().manual_seed(0))
+    box = CropBox(0, 0, 320, 240)
+    boxes = torch.tensor([[150.0, 120.0, 300.0, 220.0], [180.0, 140.0, 310.0, 230.0]])
+    args = (photo, raws, box, (240, 320), boxes, ["cat", "dog"], [0.9, 0.8])
+    plain = np.asarray(show_objects(*args))
+    titled = np.asarray(show_objects(*args, title="gradcam  [random weights]"))
+    rows, columns = np.nonzero((titled != plain).any(-1))
+    assert len(rows) and rows.max() < 240 / 6 and columns.max() < 320 * 0.7  # the corner alone

@@ -131,6 +131,30 @@ def test_a_stop_while_a_photo_is_logged_still_lists_every_picture(dataset, tmp_p
     assert drawn and drawn <= {record.get("output") for record in found}
 
 
+def test_a_stopped_run_with_a_contact_sheet_writes_the_page_its_records_name(dataset, tmp_path):
+    """The page a stopped run was filling is written: every page a record names exists."""
+    out = tmp_path / "out"
+    code = (
+        "import os, signal, sys\n"
+        "from mieruka import runs\n"
+        "append, calls = runs.ResultsLog.append, []\n"
+        "def stopping(self, records):\n"
+        "    calls.append(1)\n"
+        "    append(self, records)\n"
+        "    if len(calls) == 3: os.kill(os.getpid(), signal.SIGINT)\n"
+        "runs.ResultsLog.append = stopping\n"
+        "from mieruka.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, "explain", dataset["photos"], *dataset["model"], "-q", "--sheet", "--out", out],
+        capture_output=True, text=True, timeout=600, preexec_fn=_default_sigint,
+    )  # fmt: skip
+    assert run.returncode == 130, run.stderr
+    pages = {record["sheet"] for record in records(out) if "sheet" in record}
+    assert pages and all((out / page).is_file() for page in pages)
+
+
 def maps_of(out: Path) -> dict[str, np.ndarray]:
     return {name: np.load(out / r["shard"])[r["row"]] for name, r in by_photo(out).items()}
 

@@ -217,6 +217,21 @@ def test_an_embedding_is_explained_by_its_similarity_to_a_reference(tmp_path):
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert "--reference" in run.stderr and "vector.pt" in run.stderr and "fails its checksum" in run.stderr
 
+    np.save(
+        tmp_path / "short.npy", np.ones(10, dtype=np.float32)
+    )  # not this model's embedding: before any file
+    run = mieruka(
+        "explain",
+        SAMPLES / "cat.jpg",
+        *common,
+        "--reference",
+        tmp_path / "short.npy",
+        "--out",
+        tmp_path / "e",
+    )
+    assert run.returncode == 2 and not (tmp_path / "e").exists()
+    assert f"--reference {tmp_path / 'short.npy'}: the reference embedding has 10 values" in run.stderr
+
 
 @pytest.mark.parametrize(
     ("flags", "message"),

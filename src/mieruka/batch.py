@@ -591,6 +591,7 @@ def _draw(
             colormap=options.colormap,
             alpha=options.alpha,
             font=options.font,
+            title=picture.title if options.label and not tile else "",
         )
     if picture.method is None:
         return render.methods_panel(

@@ -257,7 +257,9 @@ class Preprocess:
             short, long = (width, height) if width <= height else (height, width)
             new_short, new_long = self.resize, int(self.resize * long / short)
             return (new_short, new_long) if width <= height else (new_long, new_short)
-        target_height, target_width = (self.resize, self.resize) if isinstance(self.resize, int) else self.resize
+        target_height, target_width = (
+            (self.resize, self.resize) if isinstance(self.resize, int) else self.resize
+        )
         if self.fit == "squash":
             return target_width, target_height
         ratios = (height / target_height, width / target_width)  # timm's ResizeKeepRatio

@@ -547,9 +547,11 @@ def show_objects(
     colormap: str = "jet",
     alpha: float = 0.5,
     font: str | os.PathLike | None = None,
+    title: str = "",
 ) -> Image.Image:
     """Every object of one image in one picture (``--style boxes``): the objects' maps (K, h, w), each
-    normalized on its own and combined by their maximum, overlaid on the photo, with every box tagged.
+    normalized on its own and combined by their maximum, overlaid on the photo, with every box tagged;
+    `title` (the method, ``[random weights]``) in the top-left corner, as an overlay's.
 
     `boxes` (K, 4) are in the input's pixels (a detection's `details` boxes); `valid` (K,) drops padding.
     For one object's picture pass its own map, box and name (``raws[k : k + 1]``...).
@@ -557,7 +559,9 @@ def show_objects(
     >>> show_objects(photo, result.raw[0], crop, (H, W), boxes, result.labels[0], result.target_probs[0], valid=result.valid[0])
     """
     keep = valid.cpu() if valid is not None else torch.ones(len(raws), dtype=torch.bool)
-    picture = show_on_photo(photo, combine(raws, valid), box, colormap=colormap, alpha=alpha)
+    picture = show_on_photo(
+        photo, combine(raws, valid), box, colormap=colormap, alpha=alpha, title=title, font=font
+    )
     chosen = keep.nonzero().flatten().tolist()
     colors = [OBJECT_COLORS[k % len(OBJECT_COLORS)] for k in chosen]
     on_photo = photo_boxes(torch.as_tensor(boxes)[chosen], box, input_size)

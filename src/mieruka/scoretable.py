@@ -100,7 +100,8 @@ class Evaluation:
         head = self.head()
         for row, value in self.flagged(table).items():
             lines.append(
-                f"! {row}: Spearman |map| {value:.3f} > {self.threshold} with the head ({head}) alone "
+                f"! {row}: Spearman |map| {value:.3f} > {self.threshold} with the head"
+                f"{'' if head == 'head' else f' ({head})'} alone "
                 "randomized: its maps barely change when the weights that tell the classes apart are "
                 "noise, so they show the input more than the model (Adebayo et al. 2018)"
             )

@@ -82,6 +82,11 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
             f"{'reads' if len(methods) == 1 else 'read'} the attention of every block, "
             f"so drop --layer or add a CAM method (--method gradcam,{methods[0]})"
         )
+    if args.eigen_smooth and all(METHODS[m].kind == "attention" for m in methods):
+        raise ValueError(
+            f"--eigen-smooth takes the first principal component of a CAM's weighted channels; "
+            f"{', '.join(methods)} weighs none: drop --eigen-smooth or add a CAM method"
+        )
     if args.method.strip().lower() == "all" and _has_attention(loaded.model):
         methods += [name for name, method in METHODS.items() if method.kind == "attention"]
     cam = CAM(
@@ -161,8 +166,13 @@ def run_explain(args, parser: argparse.ArgumentParser) -> int:
         shards=shards,
         taken=resumed.names if resumed else (),
     )
-    with log, stop_on_sigterm():
-        sheet_error = _explain_into(args, log, failures, outcomes, progress, out_dir, sheet)
+    try:
+        with log, stop_on_sigterm():
+            sheet_error = _explain_into(args, log, failures, outcomes, progress, out_dir, sheet)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the records written name the open page, so write it
+        if sheet is not None:
+            _close_sheet(sheet, None)
+        raise
     progress.clear()
     if sheet is not None:
         sheet_error = _close_sheet(sheet, sheet_error)
@@ -441,9 +451,13 @@ def _shown_target(record: dict) -> str:
     return label
 
 
-def _any_method(flag: bool | dict[str, bool]) -> bool:
-    """A record's flag (empty, flat): one value, or one per method when several ran."""
-    return flag if isinstance(flag, bool) else any(flag.values())
+def _flagged(flag: bool | dict[str, bool]) -> str | None:
+    """Where a record's flag (empty, flat) is raised: '' for its one method, the methods' names where
+    several ran and some raise it, None where none does."""
+    if isinstance(flag, bool):
+        return "" if flag else None
+    raised = [method for method, value in flag.items() if value]
+    return ", ".join(raised) if raised else None
 
 
 def _print_summary(records: list[dict], out_dir: Path) -> None:
@@ -462,10 +476,14 @@ def _print_summary(records: list[dict], out_dir: Path) -> None:
         if record.get("output") is None:
             print(f"  {record.get('note', 'nothing explained')}")
             continue
-        empty, flat = (_any_method(record.get(key, False)) for key in ("empty", "flat"))
-        note = " (empty map: no positive evidence)" if empty else ""
-        if flat and not empty:
-            note = " (flat map: the same value everywhere, so it shows no place)"
+        empty, flat = (_flagged(record.get(key, False)) for key in ("empty", "flat"))
+        note = (
+            f" ({empty + ': ' if empty else ''}empty map: no positive evidence)" if empty is not None else ""
+        )
+        if flat is not None and empty is None:
+            note = (
+                f" ({flat + ': ' if flat else ''}flat map: the same value everywhere, so it shows no place)"
+            )
         if record.get("area") == 0:  # a segment asked for by name that the model does not predict here
             note = " (empty map: the model predicts no pixel of it)"
         print(f"  {_shown_target(record)} -> {out_dir / record['output']}{note}")

@@ -50,17 +50,32 @@ def task_target(args, task: str, loaded, device):
         return parse_target(args.target, loaded.labels)
     if task == "detect":
         _lower_score_threshold(loaded.model, args.min_score)
+    from ..targets import TargetError
+
     reference = _reference(args.reference, loaded, device) if task == "embed" else None
-    return default_target(
-        task,
-        target=args.target,
-        top_k=args.top_k,
-        threshold=args.threshold,
-        direction=args.direction,
-        reference=reference,
-        min_score=args.min_score,
-        max_objects=args.max_objects,
-    )
+    try:
+        target = default_target(
+            task,
+            target=args.target,
+            top_k=args.top_k,
+            threshold=args.threshold,
+            direction=args.direction,
+            reference=reference,
+            min_score=args.min_score,
+            max_objects=args.max_objects,
+        )
+        if reference is not None:  # its length against the model's embedding, before the folder is touched
+            import torch
+
+            from ..layers import evaluating
+
+            with torch.no_grad(), evaluating(loaded.model):
+                target.select(loaded.model(dummy_input(loaded, device)), None)
+    except TargetError as error:
+        if reference is None:
+            raise
+        raise ValueError(f"--reference {args.reference}: {error}") from None
+    return target
 
 
 def refuse_options_of_other_tasks(args, task: str) -> None:
