@@ -295,7 +295,9 @@ def test_an_input_size_given_to_the_builder_sets_the_crop(name, options, size):
     photo = Image.new("RGB", (640, 480))
     x = loaded.preprocess(photo)[None]
     assert (x.shape[-1], x.shape[-2]) == size
-    assert loaded.preprocess.resize >= max(size)  # resized, then the centre cropped, as in training
+    resize = loaded.preprocess.resize  # one side, or (height, width) for a non-square input (timm's rule)
+    height, width = resize if isinstance(resize, tuple) else (resize, resize)
+    assert height >= size[1] and width >= size[0]  # resized, then the centre cropped, as in training
     with torch.no_grad():
         assert loaded.model(x).shape == (1, 1000)
 
