@@ -584,3 +584,18 @@ def test_serve_help_names_its_flags():
         "--random-weights",
     ):
         assert flag in run.stdout
+
+
+def test_the_layer_said_is_the_one_the_cams_read_when_attention_methods_run_beside_them():
+    """rollout reads attention, gradcam a layer: the answer names the layer, not "attention"."""
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=64, depth=2, num_classes=3).eval()
+    loaded = LoadedModel(vit, Preprocess(resize=72, crop=64), ["a", "b", "c"], "vit", "vit.pth")
+    client = TestClient(create_app(Viewer(loaded)), base_url="http://127.0.0.1")
+    photo = upload(client, photo_bytes()).json()["id"]
+    for methods, layer in ((["rollout", "gradcam"], "blocks.1.norm1"), (["rollout"], "attention")):
+        response = client.post("/api/explain", json={"photo": photo, "methods": methods})
+        assert response.status_code == 200, response.text
+        assert response.json()["layer"] == layer

@@ -177,6 +177,8 @@ class Viewer:
             results = cam.compare(inputs, chosen, spec, top_k=k)
         seconds = time.perf_counter() - started
         first = results[chosen[0]]
+        # the layer the CAMs read; "attention" only where attention methods alone ran
+        cams = next((results[m] for m in chosen if METHODS[m].kind != "attention"), first)
         raws = {name: _per_target(result.raw[0]).detach().float().cpu() for name, result in results.items()}
         count = next(iter(raws.values())).shape[0]
         valid = first.valid[0].tolist() if first.valid is not None else [True] * count
@@ -215,8 +217,8 @@ class Viewer:
         return {
             "photo": photo.describe(),
             "task": self.task,
-            "layer": first.layer,
-            "layout": first.layout,
+            "layer": cams.layer,
+            "layout": cams.layout,
             "methods": chosen,
             "top5": self._top5(first),
             "targets": targets,
