@@ -23,7 +23,7 @@ from . import render
 from ._io import atomic_open
 from .cam import CAM
 from .errors import MierukaWarning
-from .images import CropBox, ImageError, Preprocess, load_image, pil_to_tensor
+from .images import CropBox, ImageError, Preprocess, load_image, model_input, pil_to_tensor
 from .maps import no_place
 from .metrics.localization import centre_energy
 from .models import LoadedModel
@@ -83,10 +83,7 @@ class _Photos(Dataset):
             warnings.simplefilter("always", MierukaWarning)
             try:
                 image = load_image(self.paths[index])
-                try:
-                    inputs = self.preprocess(image)
-                except ImageError as error:  # its message names no file
-                    raise ImageError(f"{self.paths[index]}: {error}") from None
+                inputs = model_input(self.preprocess, image, str(self.paths[index]))
                 item = index, inputs, pil_to_tensor(image) if self.keep_photo else None, None
             except ImageError as error:
                 item = index, None, None, str(error)

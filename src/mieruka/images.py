@@ -302,7 +302,7 @@ class Preprocess:
         if (crop_width, crop_height) != image.size:
             left, top = _crop_start(image.width, crop_width), _crop_start(image.height, crop_height)
             cropped = image.crop((left, top, left + crop_width, top + crop_height))  # pads with black
-            if self.fit == "longer" and cropped.size != image.size:  # timm pads with the mean colour
+            if self.fit == "longer" and (left < 0 or top < 0):  # padded: timm pads with the mean colour
                 cropped = Image.new("RGB", cropped.size, tuple(round(255 * m) for m in self.mean))
                 cropped.paste(image, (-left, -top))
             image = cropped
@@ -322,10 +322,20 @@ class Preprocess:
                 f"a {image.width}x{image.height} photo would be resized to {resized_width}x{resized_height} "
                 f"pixels for a {crop_width}x{crop_height} input: too elongated for this model; crop it first"
             )
-        left, top = _crop_start(resized_width, crop_width), _crop_start(resized_height, crop_height)
-        scale_x, scale_y = image.width / resized_width, image.height / resized_height
-        box = (left * scale_x, top * scale_y, (left + crop_width) * scale_x, (top + crop_height) * scale_y)
-        return image.resize((crop_width, crop_height), _RESAMPLE[self.interpolation], box=box)
+        box = self.crop_box(image.size)
+        return image.resize(
+            (crop_width, crop_height),
+            _RESAMPLE[self.interpolation],
+            box=(box.left, box.top, box.right, box.bottom),
+        )
+
+
+def model_input(preprocess: Preprocess, image: Image.Image, name: str) -> torch.Tensor:
+    """`preprocess(image)`, a refusal of the photo (too elongated) naming it as `name`."""
+    try:
+        return preprocess(image)
+    except ImageError as error:  # Preprocess knows no file
+        raise ImageError(f"{name}: {error}") from None
 
 
 def _crop_start(size: int, crop: int) -> int:

@@ -93,13 +93,14 @@ def load_from_flags(args, shapes_only: bool = False):
         device=device,
         model_kwargs=model_kwargs_from_flag(args.model_kwargs),
     )
-    _check_it_runs(loaded, device, given=bool(args.model_kwargs))
+    blank_output(loaded, device, kwargs_given=bool(args.model_kwargs))  # a model that cannot run: now
     return loaded, device
 
 
-def _check_it_runs(loaded, device, given: bool) -> None:
-    """One pass on a blank input: a model its builder arguments break (timm's global_pool='' before a
-    linear head) is refused here in one line, not met as an internal error at the first photo."""
+def blank_output(loaded, device, kwargs_given: bool = False):
+    """The model's output for a blank input (:func:`dummy_input`), without gradients, in eval mode. A
+    model that fails on it (timm's global_pool='' before a linear head, a model its builder arguments
+    break) is refused in one line, not met as an internal error at the first photo."""
     import torch
 
     from ..errors import first_sentence
@@ -108,14 +109,14 @@ def _check_it_runs(loaded, device, given: bool) -> None:
     inputs = dummy_input(loaded, device)
     try:
         with torch.no_grad(), evaluating(loaded.model):
-            loaded.model(inputs)
+            return loaded.model(inputs)
     except Exception as error:
         said = first_sentence(str(error))
         reason = f"{type(error).__name__}: {said}" if said else type(error).__name__
         height, width = inputs.shape[-2:]
         advice = (
             "check --model-kwargs, which it was built with"
-            if given
+            if kwargs_given
             else "explain it from Python (mieruka.CAM) with the input it expects"
         )
         raise ValueError(

@@ -10,6 +10,7 @@ from pathlib import Path
 from .common import (
     EXIT_BAD_INPUT,
     Progress,
+    blank_output,
     check_attention_methods,
     check_files_exist,
     dummy_input,
@@ -69,12 +70,10 @@ def run_evaluate(args) -> int:
     cam = CAM(
         loaded.model, args.layer, method=methods[0], labels=loaded.labels, score_channels=args.score_channels
     )
-    dummy = dummy_input(loaded, device)
-    layer_names = ",".join(name for name, _ in cam.check(dummy))  # a wrong --layer fails here
-    from ..layers import evaluating
-
-    with torch.no_grad(), evaluating(loaded.model):
-        output = loaded.model(dummy)
+    layer_names = ",".join(
+        name for name, _ in cam.check(dummy_input(loaded, device))
+    )  # a wrong --layer fails here
+    output = blank_output(loaded, device)
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
         raise ValueError(
             f"evaluate scores classifiers' maps; {loaded.name} does not output (N, classes) scores"

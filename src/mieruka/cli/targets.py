@@ -5,15 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import dummy_input, no_classifier, parse_target
+from .common import blank_output, no_classifier, parse_target
 from .parser import TASK_OPTIONS
 
 
 def task_of(args, loaded, device) -> str:
     """The task named by --task, by the model's family, or read from its output on a blank image."""
-    import torch
-
-    from ..layers import evaluating
     from ..targets.tasks import infer_task
 
     if args.task != "auto":
@@ -22,8 +19,7 @@ def task_of(args, loaded, device) -> str:
         return loaded.task
     if args.reference is not None:
         return "embed"
-    with torch.no_grad(), evaluating(loaded.model):
-        output = loaded.model(dummy_input(loaded, device))
+    output = blank_output(loaded, device)
     task = infer_task(output)
     embedding = no_classifier(loaded, output) if task == "classify" else None
     if embedding is not None:
@@ -65,12 +61,7 @@ def task_target(args, task: str, loaded, device):
             max_objects=args.max_objects,
         )
         if reference is not None:  # its length against the model's embedding, before the folder is touched
-            import torch
-
-            from ..layers import evaluating
-
-            with torch.no_grad(), evaluating(loaded.model):
-                target.select(loaded.model(dummy_input(loaded, device)), None)
+            target.select(blank_output(loaded, device), None)
     except TargetError as error:
         if reference is None:
             raise
@@ -110,7 +101,7 @@ def _reference(path: str | None, loaded, device):
     import numpy as np
     import torch
 
-    from ..images import load_image
+    from ..images import load_image, model_input
     from ..layers import evaluating
     from ..models import failed_checksum
     from ..targets import output_tensor
@@ -140,7 +131,7 @@ def _reference(path: str | None, loaded, device):
         image = load_image(path)
     except ValueError as error:
         raise ValueError(f"--reference {error}") from None
-    inputs = loaded.preprocess(image)[None].to(device)
+    inputs = model_input(loaded.preprocess, image, f"--reference {path}")[None].to(device)
     with torch.no_grad(), evaluating(loaded.model):
         output = loaded.model(inputs)
     embedding = output_tensor(output)

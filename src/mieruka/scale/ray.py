@@ -32,7 +32,7 @@ from PIL import Image
 from .._io import atomic_open
 from ..batch import RenderOptions
 from ..cam import CAM
-from ..images import ImageError, decode_image, load_image, to_rgb
+from ..images import ImageError, decode_image, load_image, model_input, to_rgb
 from ..maps import normalize, to_photo
 from ..metrics.localization import centre_energy
 from ..models import LoadedModel, load_model
@@ -166,10 +166,7 @@ class Explainer:
         for i, name in enumerate(names):
             try:
                 image = _decode(batch, i, name)
-                try:
-                    inputs = self.loaded.preprocess(image)
-                except ImageError as error:  # its message names no file
-                    raise ImageError(f"{name}: {error}") from None
+                inputs = model_input(self.loaded.preprocess, image, name)
             except ImageError as error:
                 rows[i] = [self._failed(name, str(error))]
                 continue
